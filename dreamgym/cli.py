@@ -1,0 +1,131 @@
+"""`dreamgym` command line: one sub-command per job, options generated from each job's dataclass.
+
+Every long job's options live in a dataclass next to the code that runs it (`TrainConfig` in
+train.py, `ControllerConfig` in controllers.py, ...). Each field's `metadata["help"]` is its
+one-line doc; this module turns the fields into `--kebab-case` options, so the CLI and the
+library can never disagree. Heavy modules (torch) are imported only by the sub-command that runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+# sub-command → (module, config dataclass, function taking the config, one-line help)
+JOBS: dict[str, tuple[str, str, str, str]] = {
+    "init": ("dreamgym.init_world", "InitConfig", "init_world", "write an untrained world for a real env"),
+    "collect": ("dreamgym.data", "CollectConfig", "collect_from_config", "collect real rollouts"),
+    "train": ("dreamgym.train", "TrainConfig", "train_world", "train V, then M, then write the bundle"),
+    "controller": ("dreamgym.controllers", "ControllerConfig", "train_controller", "CMA-ES linear controller in the batched dream"),
+    "sb3": ("dreamgym.sb3", "SB3Config", "train_agent", "train a stable-baselines3 agent in the dream"),
+    "evaluate": ("dreamgym.evaluation", "EvaluateConfig", "evaluate_from_config", "returns of a policy in the dream or the real env"),
+    "gap": ("dreamgym.evaluation", "GapConfig", "gap", "dream vs real returns of one policy: table, CSV, JSON, plot"),
+    "demo": ("dreamgym.demo", "DemoConfig", "run_demo", "the main job on the bundled worlds"),
+    "play": ("dreamgym.play", "PlayConfig", "play", "drive inside the dream with the keyboard"),
+}
+
+
+def _option_type(tp: Any) -> tuple[Callable[[str], Any] | None, bool]:
+    """(argparse type, is_bool) for a dataclass field type (handles `X | None`)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else str
+    if tp is bool:
+        return None, True
+    if tp in (int, float, str):
+        return tp, False
+    return str, False
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One `--field-name` option per dataclass field; fields without defaults are required."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("cli") is False:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        conv, is_bool = _option_type(hints[f.name])
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
+        kwargs: dict[str, Any] = {"dest": f.name, "help": help_text}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        if is_bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **kwargs)
+        elif has_default:
+            if default is not None:
+                kwargs["help"] = f"{help_text} (default: {default})"
+            parser.add_argument(flag, type=conv, default=default, **kwargs)
+        else:
+            parser.add_argument(flag, type=conv, required=True, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dreamgym",
+        description="Learned world models as Gymnasium environments: collect, train, dream, transfer.",
+    )
+    from dreamgym import __version__
+
+    parser.add_argument("--version", action="version", version=f"dreamgym {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, cls_name, _, help_text) in JOBS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_job=name)
+        cls = _load_config_class(module, cls_name)
+        if cls is not None:
+            add_dataclass_args(p, cls)
+    return parser
+
+
+def _load_config_class(module: str, cls_name: str) -> type | None:
+    try:
+        return getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_job", None) is None:
+        parser.print_help()
+        return 0
+    module, cls_name, fn_name, _ = JOBS[args._job]
+    mod = importlib.import_module(module)
+    cls = getattr(mod, cls_name)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    config = cls(**values)
+    try:
+        result = getattr(mod, fn_name)(config)
+    except KeyboardInterrupt:
+        print("\ninterrupted — re-run the same command to resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"dreamgym {args._job}: error: {e}", file=sys.stderr)
+        return 2
+    if isinstance(result, int):
+        return result
+    return 0
+
+
+def print_json(obj: Any) -> None:
+    """Print a result as JSON (numpy scalars and paths included)."""
+    print(json.dumps(obj, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""Making the real environments a world is learned from, with optional dependencies checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.error import DependencyNotInstalled
+
+# The paper capped TakeCover episodes at 2,100 steps; the scenario itself has no limit.
+DEFAULT_MAX_EPISODE_STEPS: dict[str, int] = {"VizdoomTakeCover-v1": 2100}
+
+
+def ensure_registered(env_id: str) -> None:
+    """Import the package that registers `env_id` (ViZDoom's ids appear only on import)."""
+    if env_id.startswith("Vizdoom"):
+        try:
+            import vizdoom.gymnasium_wrapper  # noqa: F401
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise DependencyNotInstalled(
+                f"{env_id} needs ViZDoom: pip install 'dreamgym[doom]' (or pip install vizdoom)"
+            ) from e
+
+
+def make_real_env(env_id: str, max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
+    """gym.make with the env's package imported and the paper's step cap where the env has none."""
+    ensure_registered(env_id)
+    if max_episode_steps is None:
+        max_episode_steps = DEFAULT_MAX_EPISODE_STEPS.get(env_id)
+    try:
+        return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+    except gym.error.NameNotFound as e:
+        raise gym.error.NameNotFound(
+            f"{e} — is the package that registers {env_id!r} installed and imported?"
+        ) from e
+
+
+def real_max_episode_steps(env: gym.Env) -> int | None:
+    """The step limit the env enforces (from its spec), if any."""
+    spec = getattr(env, "spec", None)
+    return spec.max_episode_steps if spec is not None else None

@@ -1,0 +1,171 @@
+"""M: the MDN-RNN that predicts the next latent, the reward and the end of the episode.
+
+An LSTM reads [z_t, a_t]; from its output h_{t+1} a mixture-density head gives p(z_{t+1}) as a
+mixture of K diagonal Gaussians, and two scalar heads give the reward r_t and a done logit
+(Ha & Schmidhuber 2018, §2.2 and appendix A.2; done head as in their Doom experiment, §4.2).
+Temperature τ (§4.5): mixture weights π_k^{1/τ} renormalised and σ scaled by √τ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+LOG_SIGMA_MIN = -5.0
+"""log σ is bounded smoothly to [LOG_SIGMA_MIN, LOG_SIGMA_MAX] so the likelihood cannot blow up."""
+LOG_SIGMA_MAX = 2.0
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class MDNRNNConfig:
+    """Hyper-parameters of M."""
+
+    latent_dim: int = 32
+    """Size of z (must match V)."""
+    action_dim: int = 3
+    """Width of M's action input (Box: its size; Discrete: n, one-hot)."""
+    hidden_dim: int = 256
+    """LSTM units (the paper: 256 for CarRacing, 512 for Doom)."""
+    n_mixtures: int = 5
+    """K, the number of Gaussians in the mixture over z_{t+1}."""
+    done_pos_weight: float = 1.0
+    """Weight of positive (done) examples in the done loss; sampling undoes it (see done_probability)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MDNOutput(NamedTuple):
+    """One prediction of M; leading dims are (B,) for a step or (B, T) for a sequence."""
+
+    logpi: torch.Tensor  # (..., K) log mixture weights, normalised
+    mu: torch.Tensor  # (..., K, Z)
+    logsigma: torch.Tensor  # (..., K, Z)
+    reward: torch.Tensor  # (...,)
+    done_logit: torch.Tensor  # (...,) logit as trained (weighted by done_pos_weight)
+
+
+class MDNRNN(nn.Module):
+    """M: LSTM over [z_t, a_t] with mixture, reward and done heads."""
+
+    def __init__(self, config: MDNRNNConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or MDNRNNConfig()
+        c = self.config
+        self.lstm = nn.LSTM(c.latent_dim + c.action_dim, c.hidden_dim, batch_first=True)
+        k, z = c.n_mixtures, c.latent_dim
+        self.head = nn.Linear(c.hidden_dim, k + 2 * k * z + 2)
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.config.hidden_dim
+
+    def initial_state(
+        self, batch: int, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_0 = c_0 = 0, each (batch, hidden_dim)."""
+        zeros = torch.zeros(batch, self.config.hidden_dim, device=device)
+        return zeros, zeros.clone()
+
+    def heads(self, h: torch.Tensor) -> MDNOutput:
+        """LSTM output h (..., H) → the mixture, reward and done predictions."""
+        c = self.config
+        k, z = c.n_mixtures, c.latent_dim
+        out = self.head(h)
+        lead = out.shape[:-1]
+        logits, mu, raw_sigma, reward, done = torch.split(out, [k, k * z, k * z, 1, 1], dim=-1)
+        logpi = torch.log_softmax(logits, dim=-1)
+        logsigma = LOG_SIGMA_MIN + (LOG_SIGMA_MAX - LOG_SIGMA_MIN) * torch.sigmoid(raw_sigma)
+        return MDNOutput(
+            logpi,
+            mu.reshape(*lead, k, z),
+            logsigma.reshape(*lead, k, z),
+            reward.squeeze(-1),
+            done.squeeze(-1),
+        )
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        actions: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[MDNOutput, tuple[torch.Tensor, torch.Tensor]]:
+        """Sequences z (B, T, Z), encoded actions (B, T, A) → predictions for each next step."""
+        x = torch.cat([z, actions], dim=-1)
+        if state is not None:
+            state = (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous())
+        h_seq, (h, c) = self.lstm(x, state)
+        return self.heads(h_seq), (h.squeeze(0), c.squeeze(0))
+
+    def step(
+        self, z: torch.Tensor, actions: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[MDNOutput, tuple[torch.Tensor, torch.Tensor]]:
+        """One batched step: z (B, Z), encoded actions (B, A), state (h, c) → predictions, new state."""
+        h, c = self.recurrent_step(z, actions, state)
+        return self.heads(h), (h, c)
+
+    def recurrent_step(
+        self, z: torch.Tensor, actions: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Only the LSTM update (what the transfer wrapper needs to track h)."""
+        x = torch.cat([z, actions], dim=-1)
+        lstm = self.lstm
+        return torch.lstm_cell(
+            x, state, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+        )
+
+    def done_probability(self, done_logit: torch.Tensor) -> torch.Tensor:
+        """P(done) with the training's positive weight w undone: odds are divided by w."""
+        return torch.sigmoid(done_logit - math.log(self.config.done_pos_weight))
+
+
+def mdn_log_prob(
+    logpi: torch.Tensor, mu: torch.Tensor, logsigma: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """log p(target) under the mixture; target (..., Z) → (...,). Stable via logsumexp."""
+    t = target.unsqueeze(-2)  # (..., 1, Z)
+    normed = (t - mu) * torch.exp(-logsigma)
+    comp = (-0.5 * normed.pow(2) - logsigma - 0.5 * LOG_2PI).sum(dim=-1)  # (..., K)
+    return torch.logsumexp(logpi + comp, dim=-1)
+
+
+def mdn_nll(
+    logpi: torch.Tensor,
+    mu: torch.Tensor,
+    logsigma: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean negative log-likelihood per step (summed over the Z dims), optionally masked."""
+    nll = -mdn_log_prob(logpi, mu, logsigma, target)
+    if mask is None:
+        return nll.mean()
+    mask = mask.to(nll.dtype)
+    return (nll * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def sample_mdn(
+    logpi: torch.Tensor,
+    mu: torch.Tensor,
+    logsigma: torch.Tensor,
+    temperature: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw z_{t+1} (B, Z) at temperature τ: weights ∝ π^{1/τ}, σ × √τ (paper §4.5)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    b, k, z = mu.shape
+    # Gumbel-max on logπ/τ picks component k with probability π_k^{1/τ} / Σ π^{1/τ}.
+    u = torch.rand((b, k), generator=generator, device=mu.device, dtype=mu.dtype)
+    gumbel = -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
+    idx = torch.argmax(logpi / temperature + gumbel, dim=-1)
+    sel = idx.view(b, 1, 1).expand(b, 1, z)
+    mu_k = mu.gather(1, sel).squeeze(1)
+    sigma_k = torch.exp(logsigma.gather(1, sel).squeeze(1)) * math.sqrt(temperature)
+    eps = torch.randn((b, z), generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu_k + sigma_k * eps

@@ -1,0 +1,425 @@
+"""The world bundle: V + M + a bank of initial latents, saved as one directory.
+
+A bundle is everything needed to dream an environment offline: `config.json` (schema version,
+env id, action space, preprocessing, hyper-parameters, episode limit, sha256 of every weight
+file, provenance and measured metrics), `vae.safetensors`, `mdnrnn.safetensors`,
+`initial_latents.safetensors` and a `MODEL_CARD.md`. Loading never unpickles anything: weights
+are safetensors and every file is checked against its recorded checksum and shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig
+from dreamgym.models.vae import ConvVAE, VAEConfig
+from dreamgym.preprocessing import FramePreprocessing
+from dreamgym.spaces import action_input_dim, action_space_from_dict, action_space_to_dict
+
+SCHEMA_VERSION = 1
+CONFIG_FILE = "config.json"
+VAE_FILE = "vae.safetensors"
+MDNRNN_FILE = "mdnrnn.safetensors"
+LATENTS_FILE = "initial_latents.safetensors"
+MODEL_CARD_FILE = "MODEL_CARD.md"
+WEIGHT_FILES = (VAE_FILE, MDNRNN_FILE, LATENTS_FILE)
+BUNDLED_DIR = Path(__file__).parent / "worlds"
+
+
+class WorldLoadError(ValueError):
+    """A world bundle is missing, incomplete, corrupt, or does not fit what it is used with."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def bundled_world_names() -> list[str]:
+    """Names of the worlds shipped inside the package."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def resolve_world_path(world: str | os.PathLike) -> Path:
+    """A bundled name ("carracing") or a directory → the bundle's directory."""
+    p = Path(world).expanduser()
+    if p.is_dir():
+        return p
+    if isinstance(world, str) and world in bundled_world_names():
+        return BUNDLED_DIR / world
+    names = ", ".join(bundled_world_names()) or "none installed"
+    raise WorldLoadError(
+        f"world {str(world)!r} is neither a directory nor a bundled world (bundled: {names}); "
+        "pass a bundle directory written by `dreamgym train` or `dreamgym init`"
+    )
+
+
+class World:
+    """A loaded world: V, M, the initial-latent bank and the config that describes them."""
+
+    def __init__(
+        self,
+        vae: ConvVAE,
+        mdnrnn: MDNRNN,
+        initial_mu: torch.Tensor,
+        initial_logvar: torch.Tensor,
+        config: dict[str, Any],
+        path: Path | None = None,
+    ) -> None:
+        self.vae = vae.eval()
+        self.mdnrnn = mdnrnn.eval()
+        self.initial_mu = initial_mu.float()
+        self.initial_logvar = initial_logvar.float()
+        self.config = config
+        self.path = path
+
+    # --- what the world describes -------------------------------------------------------------
+    @property
+    def env_id(self) -> str:
+        return self.config["env_id"]
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name") or (self.path.name if self.path else self.env_id)
+
+    @property
+    def action_space(self) -> gym.Space:
+        return action_space_from_dict(self.config["action_space"])
+
+    @property
+    def preprocessing(self) -> FramePreprocessing:
+        return FramePreprocessing.from_dict(self.config["preprocessing"])
+
+    @property
+    def latent_dim(self) -> int:
+        return self.vae.latent_dim
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.mdnrnn.hidden_dim
+
+    @property
+    def max_episode_steps(self) -> int | None:
+        return self.config.get("max_episode_steps")
+
+    @property
+    def temperature(self) -> float:
+        """Default sampling temperature τ of this world."""
+        return float(self.config.get("temperature", 1.0))
+
+    @property
+    def device(self) -> torch.device:
+        return self.initial_mu.device
+
+    def to(self, device: torch.device | str) -> World:
+        """Move the networks and the latent bank to `device` (in place); returns self."""
+        self.vae.to(device)
+        self.mdnrnn.to(device)
+        self.initial_mu = self.initial_mu.to(device)
+        self.initial_logvar = self.initial_logvar.to(device)
+        return self
+
+    def copy_to(self, device: torch.device | str) -> World:
+        """A copy of this world on `device`, so two envs on different devices don't fight."""
+        w = World(
+            copy.deepcopy(self.vae).to("cpu"),
+            copy.deepcopy(self.mdnrnn).to("cpu"),
+            self.initial_mu.cpu().clone(),
+            self.initial_logvar.cpu().clone(),
+            copy.deepcopy(self.config),
+            self.path,
+        )
+        return w.to(device)
+
+    # --- building -------------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        env_id: str,
+        action_space: gym.Space,
+        preprocessing: FramePreprocessing,
+        vae_config: VAEConfig | None = None,
+        rnn_config: MDNRNNConfig | None = None,
+        max_episode_steps: int | None = None,
+        temperature: float = 1.0,
+        initial_frames: np.ndarray | None = None,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> World:
+        """A world with freshly initialised (untrained) V and M for `env_id`."""
+        torch.manual_seed(seed)
+        vae_config = vae_config or VAEConfig()
+        rnn_config = rnn_config or MDNRNNConfig(
+            latent_dim=vae_config.latent_dim, action_dim=action_input_dim(action_space)
+        )
+        if rnn_config.latent_dim != vae_config.latent_dim:
+            raise ValueError("V and M disagree on latent_dim")
+        if rnn_config.action_dim != action_input_dim(action_space):
+            raise ValueError(
+                f"M's action_dim {rnn_config.action_dim} does not fit {action_space} "
+                f"(needs {action_input_dim(action_space)})"
+            )
+        vae, rnn = ConvVAE(vae_config), MDNRNN(rnn_config)
+        config = {
+            "schema_version": SCHEMA_VERSION,
+            "name": name,
+            "env_id": env_id,
+            "action_space": action_space_to_dict(action_space),
+            "preprocessing": preprocessing.to_dict(),
+            "max_episode_steps": max_episode_steps,
+            "temperature": float(temperature),
+            "vae": vae_config.to_dict(),
+            "mdnrnn": rnn_config.to_dict(),
+            "files": {},
+            "provenance": {},
+            "metrics": {},
+        }
+        if initial_frames is None:
+            mu = torch.zeros(1, vae_config.latent_dim)
+            logvar = torch.zeros(1, vae_config.latent_dim)
+        else:
+            with torch.no_grad():
+                mu, logvar = vae.encode(torch.as_tensor(np.asarray(initial_frames)))
+        return cls(vae, rnn, mu, logvar, config)
+
+    @classmethod
+    def untrained(
+        cls, env_id: str, n_initial: int = 8, seed: int = 0, **kwargs: Any
+    ) -> World:
+        """Random V and M for a real env, initial latents from `n_initial` real resets.
+
+        Lets a user see and test the whole plumbing (gym.make, make_vec, wrappers) before any
+        data is collected or any network is trained.
+        """
+        from dreamgym.envs.real import make_real_env
+        from dreamgym.preprocessing import preprocessing_for
+
+        env = make_real_env(env_id)
+        try:
+            pre = preprocessing_for(env_id, env.observation_space)
+            frames = [pre(env.reset(seed=seed + i)[0]) for i in range(n_initial)]
+            max_steps = env.spec.max_episode_steps if env.spec is not None else None
+            action_space = env.action_space
+        finally:
+            env.close()
+        world = cls.build(
+            env_id,
+            action_space,
+            pre,
+            max_episode_steps=max_steps,
+            initial_frames=np.stack(frames),
+            seed=seed,
+            **kwargs,
+        )
+        world.config["provenance"] = {
+            "kind": "untrained",
+            "command": f"dreamgym init --env {env_id}",
+            "initial_resets": n_initial,
+        }
+        return world
+
+    # --- saving and loading ----------------------------------------------------------------
+    def save(self, directory: str | os.PathLike, dtype: str = "float32") -> Path:
+        """Write the bundle atomically file by file; `dtype` "float16" halves the weights' size."""
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+        torch_dtype = torch.float16 if dtype == "float16" else torch.float32
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+
+        def cast(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v.detach().to("cpu", torch_dtype) for k, v in sd.items()}
+
+        atomic_save_safetensors(cast(self.vae.state_dict()), out / VAE_FILE)
+        atomic_save_safetensors(cast(self.mdnrnn.state_dict()), out / MDNRNN_FILE)
+        atomic_save_safetensors(
+            {"mu": self.initial_mu.float(), "logvar": self.initial_logvar.float()},
+            out / LATENTS_FILE,
+        )
+        config = copy.deepcopy(self.config)
+        config["schema_version"] = SCHEMA_VERSION
+        config["weights_dtype"] = dtype
+        files = {name: sha256_file(out / name) for name in WEIGHT_FILES}
+        for extra in config.get("files", {}):
+            if extra not in files and (out / extra).is_file():
+                files[extra] = sha256_file(out / extra)
+        config["files"] = files
+        atomic_write_json(out / CONFIG_FILE, config)
+        if not (out / MODEL_CARD_FILE).exists():
+            atomic_write_bytes(out / MODEL_CARD_FILE, default_model_card(config).encode())
+        self.config = config
+        self.path = out
+        return out
+
+    def register_file(self, name: str) -> None:
+        """Record the checksum of an extra file in the bundle (e.g. a shipped controller)."""
+        if self.path is None:
+            raise ValueError("save the world before registering files in it")
+        self.config.setdefault("files", {})[name] = sha256_file(self.path / name)
+        atomic_write_json(self.path / CONFIG_FILE, self.config)
+
+    @classmethod
+    def load(cls, world: str | os.PathLike, device: str | torch.device = "cpu") -> World:
+        """Load a bundled name or a bundle directory, verifying files, checksums and shapes."""
+        path = resolve_world_path(world)
+        config_path = path / CONFIG_FILE
+        if not config_path.is_file():
+            raise WorldLoadError(
+                f"world {path} has no {CONFIG_FILE} — it is not a world bundle; "
+                "re-run `dreamgym train` or `dreamgym init` to write one"
+            )
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise WorldLoadError(f"{config_path} is not valid JSON ({e}); the bundle is corrupt") from e
+        version = config.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise WorldLoadError(
+                f"{config_path} has schema_version {version!r}; this dreamgym reads {SCHEMA_VERSION}"
+            )
+        for key in ("env_id", "action_space", "preprocessing", "vae", "mdnrnn", "files"):
+            if key not in config:
+                raise WorldLoadError(f"{config_path} lacks the key {key!r}; the bundle is corrupt")
+        checksums: dict[str, str] = config["files"]
+        for name in WEIGHT_FILES:
+            if name not in checksums:
+                raise WorldLoadError(f"{config_path} records no sha256 for {name}; re-save the world")
+        for name, expected in checksums.items():
+            f = path / name
+            if not f.is_file():
+                raise WorldLoadError(
+                    f"world {path} has no {name} — re-run `dreamgym train` or pass a complete "
+                    "bundle directory"
+                )
+            actual = sha256_file(f)
+            if actual != expected:
+                raise WorldLoadError(
+                    f"{f} has sha256 {actual[:12]}…, but {CONFIG_FILE} records {expected[:12]}…: "
+                    "the file is corrupt or was replaced; restore it or re-save the world"
+                )
+
+        vae = ConvVAE(VAEConfig(**config["vae"]))
+        rnn = MDNRNN(MDNRNNConfig(**config["mdnrnn"]))
+        _load_state(vae, path / VAE_FILE)
+        _load_state(rnn, path / MDNRNN_FILE)
+        latents = load_file(str(path / LATENTS_FILE))
+        z = vae.latent_dim
+        for key in ("mu", "logvar"):
+            t = latents.get(key)
+            if t is None or t.ndim != 2 or t.shape[1] != z or t.shape[0] < 1:
+                raise WorldLoadError(
+                    f"{path / LATENTS_FILE}: {key!r} must be (N, {z}), got "
+                    f"{None if t is None else tuple(t.shape)}; the bundle does not match its config"
+                )
+        if rnn.config.latent_dim != z:
+            raise WorldLoadError(f"{config_path}: V's latent_dim {z} ≠ M's {rnn.config.latent_dim}")
+        action_space = action_space_from_dict(config["action_space"])
+        if rnn.config.action_dim != action_input_dim(action_space):
+            raise WorldLoadError(
+                f"{config_path}: M's action_dim {rnn.config.action_dim} does not fit the action "
+                f"space {action_space}"
+            )
+        world = cls(vae, rnn, latents["mu"], latents["logvar"], config, path)
+        return world.to(device)
+
+
+def _load_state(module: torch.nn.Module, file: Path) -> None:
+    """Load safetensors weights into `module`, naming the file on any mismatch."""
+    try:
+        state = load_file(str(file))
+    except Exception as e:  # safetensors raises its own error types for a cut-off file
+        raise WorldLoadError(f"{file} is not a readable safetensors file ({e})") from e
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise WorldLoadError(
+            f"{file} does not match the network in config.json: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
+    for k, v in expected.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise WorldLoadError(
+                f"{file}: tensor {k!r} has shape {tuple(state[k].shape)} but config.json implies "
+                f"{tuple(v.shape)}; the weights do not match the config"
+            )
+    module.load_state_dict({k: v.float() for k, v in state.items()})
+
+
+def default_model_card(config: dict[str, Any]) -> str:
+    prov = config.get("provenance", {})
+    metrics = config.get("metrics", {})
+    lines = [
+        f"# World: {config.get('name') or config['env_id']}",
+        "",
+        f"- Real env: `{config['env_id']}`",
+        f"- Latent z: {config['vae']['latent_dim']}, LSTM hidden: {config['mdnrnn']['hidden_dim']}, "
+        f"mixtures: {config['mdnrnn']['n_mixtures']}",
+        f"- Default temperature τ: {config.get('temperature', 1.0)}",
+        f"- Max episode steps: {config.get('max_episode_steps')}",
+        "",
+        "## Provenance",
+        "```json",
+        json.dumps(prov, indent=2),
+        "```",
+        "",
+        "## Held-out metrics",
+        "```json",
+        json.dumps(metrics, indent=2),
+        "```",
+        "",
+    ]
+    if prov.get("kind") == "untrained":
+        lines.insert(2, "**Untrained**: random V and M, for plumbing only. Dreams are noise.\n")
+    return "\n".join(lines)
