@@ -1,0 +1,87 @@
+"""`dreamgym play`: a person drives inside the dream with the keyboard.
+
+Keys follow Gymnasium's CarRacing play script: ←/→ steer, ↑ gas, ↓ brake (0.8) for Box worlds;
+←/→ for Doom's Discrete(3) (noop, left, right). `+`/`-` raise or lower the temperature τ live,
+Enter restarts the episode, Esc quits. Frames are V's decodings of the dream's z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+TEMPERATURE_STEP = 0.05
+BRAKE = 0.8  # as in gymnasium's car_racing.py play: 1.0 would lock the wheels
+
+
+@dataclass
+class PlayConfig:
+    """Options of `dreamgym play`."""
+
+    world: str = field(metadata={"help": "bundled world name (carracing, doom_takecover) or a world directory"})
+    temperature: float | None = field(default=None, metadata={"help": "initial sampling temperature τ (default: the world's)"})
+    fps: int = field(default=30, metadata={"help": "dream steps per second"})
+    seed: int | None = field(default=None, metadata={"help": "seed of the first episode"})
+    max_episodes: int = field(default=0, metadata={"help": "stop after this many episodes (0: until Esc)"})
+
+
+def keys_to_action(pressed: Any, pygame: Any, discrete: bool, n_actions: int = 3) -> Any:
+    """Map the keyboard state to an action of the world's action space."""
+    left, right = pressed[pygame.K_LEFT], pressed[pygame.K_RIGHT]
+    if discrete:
+        # TakeCover: 0 noop, 1 left, 2 right (scenario's button order: MOVE_LEFT, MOVE_RIGHT)
+        return 1 if left and not right else (2 if right and not left else 0)
+    a = np.zeros(3, dtype=np.float32)
+    a[0] = -1.0 if left and not right else (1.0 if right and not left else 0.0)
+    a[1] = 1.0 if pressed[pygame.K_UP] else 0.0
+    a[2] = BRAKE if pressed[pygame.K_DOWN] else 0.0
+    return a
+
+
+def play(config: PlayConfig) -> int:
+    """Open a window and let a person drive in the dream until Esc (or max_episodes)."""
+    import gymnasium as gym
+
+    from dreamgym.envs.dream import DreamEnv
+    from dreamgym.rendering import _pygame
+
+    pygame = _pygame()
+    env = DreamEnv(config.world, temperature=config.temperature, render_mode="human", device="cpu")
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    clock = pygame.time.Clock()
+    obs, _ = env.reset(seed=config.seed)
+    episodes, ret, steps = 0, 0.0, 0
+    print(
+        f"playing {env.world.name} at τ={env.temperature:.2f}: arrows to act, +/- temperature, "
+        "Enter restart, Esc quit"
+    )
+    try:
+        while True:
+            for event in pygame.event.get():
+                if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
+                    return 0
+                if event.type == pygame.KEYDOWN and event.key in (pygame.K_PLUS, pygame.K_EQUALS, pygame.K_KP_PLUS):
+                    env.temperature = env.temperature + TEMPERATURE_STEP
+                    print(f"τ = {env.temperature:.2f}")
+                if event.type == pygame.KEYDOWN and event.key in (pygame.K_MINUS, pygame.K_KP_MINUS):
+                    env.temperature = max(TEMPERATURE_STEP, env.temperature - TEMPERATURE_STEP)
+                    print(f"τ = {env.temperature:.2f}")
+                if event.type == pygame.KEYDOWN and event.key == pygame.K_RETURN:
+                    obs, _ = env.reset()
+                    ret, steps = 0.0, 0
+            action = keys_to_action(pygame.key.get_pressed(), pygame, discrete)
+            obs, reward, terminated, truncated, _ = env.step(np.int64(action) if discrete else action)
+            ret += reward
+            steps += 1
+            if terminated or truncated:
+                episodes += 1
+                print(f"episode {episodes}: dream return {ret:.1f} in {steps} steps")
+                if config.max_episodes and episodes >= config.max_episodes:
+                    return 0
+                obs, _ = env.reset()
+                ret, steps = 0.0, 0
+            clock.tick(config.fps)
+    finally:
+        env.close()
