@@ -7,10 +7,13 @@ Discrete actions one-hot (Ha & Schmidhuber 2018 feed the raw action into the RNN
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported lazily: data collection workers do not need it
+    import torch
 
 SUPPORTED_ACTION_SPACES = "Box (1-d) or Discrete"
 
@@ -58,6 +61,30 @@ def encode_actions_np(actions: np.ndarray, space: gym.Space) -> np.ndarray:
         out[np.arange(idx.shape[0]), idx] = 1.0
         return out
     return np.asarray(actions, dtype=np.float32).reshape(-1, int(space.shape[0]))
+
+
+def encode_actions_tensor(
+    actions: torch.Tensor,
+    space: gym.Space,
+    low: torch.Tensor | None = None,
+    high: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B,) int or (B, A) float actions → (B, action_input_dim) float for M.
+
+    Box actions are clipped to the bounds (`low`/`high`: the bounds as tensors on the actions'
+    device, to avoid rebuilding them every step), Discrete ones are one-hot. The dream and the
+    transfer wrapper both call this, so M sees the same input for the same action in both.
+    """
+    import torch
+
+    if isinstance(space, gym.spaces.Discrete):
+        idx = actions.long() - int(space.start)
+        return torch.nn.functional.one_hot(idx, int(space.n)).float()
+    if low is None:
+        low = torch.as_tensor(np.asarray(space.low, dtype=np.float32), device=actions.device)
+    if high is None:
+        high = torch.as_tensor(np.asarray(space.high, dtype=np.float32), device=actions.device)
+    return torch.maximum(torch.minimum(actions.float(), high), low)
 
 
 def same_action_space(a: gym.Space, b: gym.Space) -> bool:

@@ -353,7 +353,7 @@ class World:
         rnn = MDNRNN(MDNRNNConfig(**config["mdnrnn"]))
         _load_state(vae, path / VAE_FILE)
         _load_state(rnn, path / MDNRNN_FILE)
-        latents = load_file(str(path / LATENTS_FILE))
+        latents = _read_safetensors(path / LATENTS_FILE)
         z = vae.latent_dim
         for key in ("mu", "logvar"):
             t = latents.get(key)
@@ -374,12 +374,17 @@ class World:
         return world.to(device)
 
 
-def _load_state(module: torch.nn.Module, file: Path) -> None:
-    """Load safetensors weights into `module`, naming the file on any mismatch."""
+def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file; a cut-off or garbled file is a WorldLoadError naming it."""
     try:
-        state = load_file(str(file))
+        return load_file(str(file))
     except Exception as e:  # safetensors raises its own error types for a cut-off file
         raise WorldLoadError(f"{file} is not a readable safetensors file ({e})") from e
+
+
+def _load_state(module: torch.nn.Module, file: Path) -> None:
+    """Load safetensors weights into `module`, naming the file on any mismatch."""
+    state = _read_safetensors(file)
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

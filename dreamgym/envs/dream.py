@@ -31,6 +31,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dreamgym.models.mdnrnn import sample_mdn
+from dreamgym.spaces import encode_actions_tensor
 from dreamgym.world import World
 
 OBS_MODES = ("zh", "z", "pixels")
@@ -210,9 +211,10 @@ class DreamVectorEnv(VectorEnv):
         z0 = bank_mu[idx] + torch.exp(0.5 * bank_logvar[idx]) * eps
         m = mask.unsqueeze(1)
         self._z = torch.where(m, z0, self._z)
-        self._h = torch.where(m, torch.zeros_like(self._h), self._h)
-        self._c = torch.where(m, torch.zeros_like(self._c), self._c)
-        self._t = torch.where(mask, torch.zeros_like(self._t), self._t)
+        # In place: (h, c, t) are the core's own tensors, never handed out (obs is a copy).
+        self._h.masked_fill_(m, 0.0)
+        self._c.masked_fill_(m, 0.0)
+        self._t.masked_fill_(mask, 0)
         self._needs_reset = self._needs_reset & ~mask
 
     def _observe(self) -> torch.Tensor:
@@ -225,9 +227,8 @@ class DreamVectorEnv(VectorEnv):
     def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Validated raw actions → M's action input (Box clipped, Discrete one-hot)."""
         if self._discrete:
-            space = self.single_action_space
-            return torch.nn.functional.one_hot(actions.long() - int(space.start), int(space.n)).float()
-        return torch.maximum(torch.minimum(actions.float(), self._high), self._low)
+            return encode_actions_tensor(actions, self.single_action_space)
+        return encode_actions_tensor(actions, self.single_action_space, self._low, self._high)
 
     def check_action_tensor(self, actions: torch.Tensor) -> None:
         """Raise a clear ValueError for a batch of actions that does not fit the action space."""

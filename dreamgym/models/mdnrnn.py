@@ -112,12 +112,56 @@ class MDNRNN(nn.Module):
     def recurrent_step(
         self, z: torch.Tensor, actions: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Only the LSTM update (what the transfer wrapper needs to track h)."""
-        x = torch.cat([z, actions], dim=-1)
+        """Only the LSTM update (what the transfer wrapper needs to track h).
+
+        Without autograd (the dream, the wrappers) this runs `_fused_lstm_step`: the same cell
+        with one matmul instead of two plus two bias broadcasts, ~1.4× faster at 1024 envs; equal
+        to `torch.lstm_cell` up to float rounding (~1e-6). With autograd it is `torch.lstm_cell`.
+        """
         lstm = self.lstm
-        return torch.lstm_cell(
-            x, state, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
-        )
+        if torch.is_grad_enabled():
+            x = torch.cat([z, actions], dim=-1)
+            return torch.lstm_cell(
+                x, state, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+            )
+        return self._fused_lstm_step(z, actions, state)
+
+    def _fused_lstm_step(
+        self, z: torch.Tensor, actions: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM cell as [z, a, h, 1] @ [W_ih | W_hh | b_ih + b_hh]ᵀ, gates reordered (i, f, o, g)
+        so one in-place sigmoid covers three of them. Inference only (the weights are a copy)."""
+        h, c = state
+        hd = self.config.hidden_dim
+        ones = torch.ones(z.shape[0], 1, device=z.device, dtype=z.dtype)
+        gates = torch.mm(torch.cat([z, actions, h, ones], dim=1), self._fused_lstm_weight().t())
+        gates[:, : 3 * hd].sigmoid_()
+        gates[:, 3 * hd :].tanh_()
+        i, f, o, g = gates.split(hd, dim=1)
+        c_next = f * c
+        c_next.addcmul_(i, g)
+        h_next = torch.tanh(c_next)
+        h_next.mul_(o)
+        return h_next, c_next
+
+    def _fused_lstm_weight(self) -> torch.Tensor:
+        """(4H, Z + A + H + 1) copy of the LSTM weights and summed biases, gate order (i, f, o, g).
+
+        Cached; rebuilt when a weight is replaced (`.to`, `load_state_dict`) or changed in place
+        (optimizer steps bump the tensors' version). Writes through `.data` are not seen.
+        """
+        lstm = self.lstm
+        params = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        cache = self.__dict__.get("_fused_cache")
+        if cache is None or cache[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                hd = self.config.hidden_dim
+                w = torch.cat([params[0], params[1], (params[2] + params[3]).unsqueeze(1)], dim=1)
+                w = w.view(4, hd, -1)[[0, 1, 3, 2]].reshape(4 * hd, -1).contiguous()
+            cache = (key, w)
+            self.__dict__["_fused_cache"] = cache
+        return cache[1]
 
     def done_probability(self, done_logit: torch.Tensor) -> torch.Tensor:
         """P(done) with the training's positive weight w undone: odds are divided by w."""

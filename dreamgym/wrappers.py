@@ -1,0 +1,247 @@
+"""Transfer: the real env seen through the world model, so a dream-trained policy runs unchanged.
+
+Ha & Schmidhuber (2018, §3.3 and §4.3) train the controller inside the dream and deploy it in the
+real env with V and M still in the loop: every real frame is encoded by V into z, and M's LSTM
+keeps reading (z_t, a_t) so that its hidden state h follows the real episode. The controller
+sees [z, h] in both places. `WorldModelObservation` is that loop as a Gymnasium wrapper.
+
+Conventions match the dream exactly (`dreamgym.envs.dream.DreamVectorEnv`):
+
+- a frame is preprocessed by the world's own `FramePreprocessing` (the one its data was
+  collected with) and encoded to V's **mean** z = mu (no sampling noise in reality);
+- at reset h_0 = c_0 = 0; after the action a_t, M's LSTM consumes (z_t, a_t), the encoded action
+  being what the dream feeds M (Box clipped to the bounds, Discrete one-hot:
+  `spaces.encode_actions_tensor`), so the observation after a step is [z_{t+1}, h_{t+1}];
+- `"pixels"` is V's decoding of mu (64×64×3 uint8), like the dream's pixels, which are V's
+  decoding of its z. The raw preprocessed frame is kept in `last_frame` for side-by-side videos.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from dreamgym.envs.dream import OBS_MODES, observation_space_for, resolve_device
+from dreamgym.spaces import encode_actions_tensor, same_action_space
+from dreamgym.world import World
+
+
+class WorldModelMismatchError(ValueError):
+    """A world is used with a real env it was not learned from."""
+
+
+class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """A real env whose observations are the dream's: [z, h], z, or V's decoded pixels.
+
+    ## Description
+    Wraps the real env a world was learned from (e.g. `CarRacing-v3`, `VizdoomTakeCover-v1`). Each
+    real observation is preprocessed as during collection, encoded by V (mean z), and M's LSTM is
+    stepped with (z_t, a_t) after each action to track h (Ha & Schmidhuber 2018, §3.3).
+
+    A plain `gym.Wrapper`, not an `ObservationWrapper`: the observation depends on the action
+    (through h), which `ObservationWrapper.observation` never sees. Its arguments are recorded
+    in `env.spec` (the world by its directory when it has one), so `env.spec.make()` rebuilds it.
+
+    ## Action Space
+    The real env's, which must equal the world's (checked at construction).
+
+    ## Observation Space
+    `observation_space_for(world, obs_mode)`, the dream's: float32 [z, h] for `"zh"`, float32 z
+    for `"z"`, uint8 64×64×3 V decoding for `"pixels"`.
+
+    ## Rewards and Episode End
+    The real env's. `max_episode_steps` adds a step cap (truncation) on top of the env's own;
+    `make_real` already applies the paper's 2,100-step cap to TakeCover, which has none.
+
+    ## Arguments
+    `env` (the real env), `world` (a `World`, a bundle directory or a bundled name), `obs_mode`,
+    `device` ("cpu" by default: one frame per step gains nothing from a GPU), `max_episode_steps`,
+    `check_env_id` (compare `env.spec.id` with the world's env id; on by default).
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        world: World | str | os.PathLike,
+        obs_mode: str = "zh",
+        device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
+        check_env_id: bool = True,
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            world=str(world.path) if isinstance(world, World) and world.path else world,
+            obs_mode=obs_mode,
+            device=str(device),
+            max_episode_steps=max_episode_steps,
+            check_env_id=check_env_id,
+            _disable_deepcopy=True,
+        )
+        gym.Wrapper.__init__(self, env)
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if max_episode_steps is not None and int(max_episode_steps) < 1:
+            raise ValueError(f"max_episode_steps must be ≥ 1 or None, got {max_episode_steps}")
+        self.device = resolve_device(device)
+        if isinstance(world, World):
+            self.world = world if world.device == self.device else world.copy_to(self.device)
+        else:
+            self.world = World.load(world, device=self.device)
+        self.obs_mode = obs_mode
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
+        self.preprocessing = self.world.preprocessing
+        _check_env_fits_world(env, self.world, check_env_id)
+        try:
+            self.preprocessing(env.observation_space.sample())
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise WorldModelMismatchError(
+                f"world {self.world.name!r} preprocesses frames with {self.preprocessing}, which "
+                f"does not fit the observation space {env.observation_space} ({e}); wrap the env "
+                f"the world was learned from ({self.world.env_id})"
+            ) from e
+
+        self.observation_space = observation_space_for(self.world, obs_mode)
+        self._space = self.world.action_space
+        self._discrete = isinstance(self._space, gym.spaces.Discrete)
+        if not self._discrete:
+            self._low = torch.as_tensor(self._space.low, device=self.device)
+            self._high = torch.as_tensor(self._space.high, device=self.device)
+        z, h = self.world.latent_dim, self.world.hidden_dim
+        self._z = torch.zeros(1, z, device=self.device)
+        self._h = torch.zeros(1, h, device=self.device)
+        self._c = torch.zeros(1, h, device=self.device)
+        self._t = 0
+        self.last_frame: np.ndarray | None = None
+        """The last real observation preprocessed for V (uint8 64×64×3), for side-by-side videos."""
+
+    # --- what the policy sees ----------------------------------------------------------------
+    @property
+    def z(self) -> np.ndarray:
+        """V's mean latent of the last real frame, float32 (latent_dim,)."""
+        return self._z[0].cpu().numpy().astype(np.float32)
+
+    @property
+    def h(self) -> np.ndarray:
+        """M's hidden state after the last (z, a), float32 (hidden_dim,); zeros right after reset."""
+        return self._h[0].cpu().numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def reconstruction(self) -> np.ndarray:
+        """V's decoding of the last frame's z: uint8 64×64×3 (what the dream would show)."""
+        return self.world.vae.decode_uint8(self._z)[0].cpu().numpy()
+
+    @torch.inference_mode()
+    def _encode(self, obs: Any) -> None:
+        self.last_frame = self.preprocessing(obs)
+        frame = torch.tensor(self.last_frame, device=self.device).unsqueeze(
+            0
+        )  # a copy: PIL's are read-only
+        mu, _ = self.world.vae.encode(frame)
+        self._z = mu
+
+    def _observe(self) -> np.ndarray:
+        if self.obs_mode == "zh":
+            return torch.cat([self._z, self._h], dim=1)[0].cpu().numpy().astype(np.float32)
+        if self.obs_mode == "z":
+            return self.z
+        return self.reconstruction()
+
+    # --- Gymnasium API -----------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._h = torch.zeros_like(self._h)
+        self._c = torch.zeros_like(self._c)
+        self._t = 0
+        self._encode(obs)
+        return self._observe(), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        encoded = self._encode_action(action)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        with torch.inference_mode():
+            self._h, self._c = self.world.mdnrnn.recurrent_step(
+                self._z, encoded, (self._h, self._c)
+            )
+        self._encode(obs)
+        self._t += 1
+        if (
+            self.max_episode_steps is not None
+            and self._t >= self.max_episode_steps
+            and not terminated
+        ):
+            truncated = True
+        return self._observe(), reward, terminated, truncated, info
+
+    def _encode_action(self, action: Any) -> torch.Tensor:
+        """Check one action and turn it into M's input (1, action_input_dim), as the dream does."""
+        arr = np.asarray(action)
+        if self._discrete:
+            if arr.shape not in ((), (1,)) or not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(
+                    f"expected one integer action for {self._space}, got {action!r} "
+                    f"(dtype {arr.dtype}, shape {arr.shape})"
+                )
+            lo, hi = int(self._space.start), int(self._space.start) + int(self._space.n)
+            if not lo <= int(arr.reshape(())) < hi:
+                raise ValueError(
+                    f"Discrete action must lie in [{lo}, {hi}), got {int(arr.reshape(()))}"
+                )
+            t = torch.as_tensor(arr.reshape(1).astype(np.int64), device=self.device)
+            return encode_actions_tensor(t, self._space)
+        if arr.shape != self._space.shape or not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(
+                f"expected a float action of shape {self._space.shape}, got dtype {arr.dtype} and "
+                f"shape {arr.shape}"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError(f"action contains NaN or inf ({arr}); check the policy's output")
+        t = torch.as_tensor(arr.astype(np.float32).reshape(1, -1), device=self.device)
+        return encode_actions_tensor(t, self._space, self._low, self._high)
+
+
+def _check_env_fits_world(env: gym.Env, world: World, check_env_id: bool) -> None:
+    """Fail early, naming both sides, when a world is wrapped around an env it does not model."""
+    spec = getattr(env, "spec", None)
+    if check_env_id and spec is not None and spec.id != world.env_id:
+        raise WorldModelMismatchError(
+            f"world {world.name!r} was learned from {world.env_id}, but the env is {spec.id}; "
+            f"wrap a {world.env_id} env (dreamgym.wrappers.make_real(world)), or pass "
+            "check_env_id=False if the two ids name the same game"
+        )
+    if not same_action_space(env.action_space, world.action_space):
+        raise WorldModelMismatchError(
+            f"world {world.name!r} ({world.env_id}) has action space {world.action_space}, but "
+            f"the env {spec.id if spec is not None else type(env.unwrapped).__name__} has "
+            f"{env.action_space}; a world only runs on the env it was learned from"
+        )
+
+
+def make_real(
+    world: World | str | os.PathLike,
+    obs_mode: str = "zh",
+    device: str | torch.device = "cpu",
+    **make_kwargs: Any,
+) -> WorldModelObservation:
+    """The world's real env (`make_real_env(world.env_id, **make_kwargs)`) seen through V and M.
+
+    `make_kwargs` go to `gym.make` (e.g. `render_mode="rgb_array"`, `max_episode_steps=`).
+    """
+    from dreamgym.envs.real import make_real_env
+
+    if not isinstance(world, World):
+        world = World.load(world, device=resolve_device(device))
+    env = make_real_env(world.env_id, **make_kwargs)
+    try:
+        return WorldModelObservation(env, world, obs_mode=obs_mode, device=device)
+    except BaseException:
+        env.close()
+        raise
