@@ -63,6 +63,21 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         kwargs: dict[str, Any] = {"dest": f.name, "help": help_text}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
+        if f.metadata.get("choice_flags"):
+            # `--mode real` and its shorthand `--real`: one flag per choice, at most one given.
+            group = parser.add_mutually_exclusive_group()
+            kwargs["help"] = f"{help_text} (default: {default})"
+            group.add_argument(flag, type=conv, default=default, **kwargs)
+            for choice in f.metadata["choices"]:
+                group.add_argument(
+                    f"--{choice}",
+                    dest=f.name,
+                    action="store_const",
+                    const=choice,
+                    default=default,
+                    help=f"same as {flag} {choice}",
+                )
+            continue
         if is_bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **kwargs)
         elif has_default:

@@ -1,0 +1,178 @@
+"""`dreamgym demo`: the whole idea in a few minutes, on the bundled worlds.
+
+For each bundled world: train a fresh CMA-ES controller inside the dream for a few generations,
+evaluate it and the controller shipped with the world in the dream *and* in the real env, print
+the dream-vs-real table, and write a side-by-side real | dream video and the gap plot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VIDEO_SCALE = 4
+"""64×64 panels are written at 256×256."""
+
+
+@dataclass
+class DemoConfig:
+    """Options of `dreamgym demo`."""
+
+    out: str = field(default="dreamgym-demo", metadata={"help": "output folder (video, plots, tables)"})
+    worlds: str = field(
+        default="carracing,doom_takecover",
+        metadata={"help": "comma-separated bundled world names (or directories) to demo"},
+    )
+    generations: int = field(default=8, metadata={"help": "CMA-ES generations of the fresh controller"})
+    popsize: int = field(default=32, metadata={"help": "CMA-ES population size"})
+    rollouts: int = field(default=4, metadata={"help": "dream rollouts per candidate"})
+    episodes: int = field(default=4, metadata={"help": "episodes per policy in the dream and in reality"})
+    video_steps: int = field(default=300, metadata={"help": "steps in the real | dream video"})
+    seed: int = field(default=0, metadata={"help": "seed of training and evaluation"})
+    workers: int | None = field(default=None, metadata={"help": "real-env worker processes (default: CPU count)"})
+    device: str = field(default="auto", metadata={"help": "device of the dream: auto, cpu or cuda"})
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(img)
+    ImageDraw.Draw(pil).text((4, 2), text, fill=(255, 255, 0))
+    return np.asarray(pil)
+
+
+def _upscale(frame: np.ndarray, scale: int = VIDEO_SCALE) -> np.ndarray:
+    return np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
+
+
+def side_by_side_frames(world: Any, policy_spec: str, steps: int, seed: int) -> list[np.ndarray]:
+    """Real frames | what V sees | a dream episode of the same policy, one row per step."""
+    from dreamgym.envs.dream import DreamVectorEnv
+    from dreamgym.evaluation import load_policy
+    from dreamgym.wrappers import make_real
+
+    policy = load_policy(policy_spec, world, seed=seed)
+    real = make_real(world, obs_mode=policy.obs_mode)
+    dream = DreamVectorEnv(world, num_envs=1, obs_mode=policy.obs_mode, device="cpu")
+    frames: list[np.ndarray] = []
+    try:
+        obs_r, _ = real.reset(seed=seed)
+        obs_d, _ = dream.reset(seed=seed)
+        real_done = False
+        ret_r = ret_d = 0.0
+        for t in range(steps):
+            real_img = real.last_frame if real.last_frame is not None else np.zeros((64, 64, 3), np.uint8)
+            recon = real.reconstruction()
+            dream_img = dream.render_tensors()[0].cpu().numpy()
+            row = np.concatenate(
+                [
+                    _label(_upscale(real_img), f"real  t={t} R={ret_r:.0f}"),
+                    _label(_upscale(recon), "real as V sees it"),
+                    _label(_upscale(dream_img), f"dream R={ret_d:.0f}"),
+                ],
+                axis=1,
+            )
+            frames.append(row)
+            if not real_done:
+                a = policy.act(obs_r[None])[0]
+                obs_r, r, term, trunc, _ = real.step(a)
+                ret_r += float(r)
+                real_done = term or trunc
+            a_d = policy.act(obs_d)
+            obs_d, r_d, term_d, trunc_d, _ = dream.step(a_d)
+            ret_d += float(r_d[0])
+            if real_done and (term_d[0] or trunc_d[0]):
+                break
+    finally:
+        real.close()
+    return frames
+
+
+def write_video(frames: list[np.ndarray], path: Path, fps: int = 25) -> Path:
+    """mp4 when imageio-ffmpeg is installed, else an animated GIF next to it."""
+    import imageio.v2 as imageio
+
+    try:
+        import imageio_ffmpeg  # noqa: F401
+
+        target = path.with_suffix(".mp4")
+        imageio.mimsave(target, frames, fps=fps, macro_block_size=1)
+    except ImportError:
+        target = path.with_suffix(".gif")
+        imageio.mimsave(target, frames[::2], duration=2.0 / fps, loop=0)
+    return target
+
+
+def run_demo(config: DemoConfig) -> dict[str, Any]:
+    """Train, evaluate, compare, and write the artifacts; returns the per-world reports."""
+    from dreamgym.controllers import ControllerConfig, load_bundled_controller, train_controller
+    from dreamgym.evaluation import evaluate_dream, evaluate_real, gap_report, gap_table, write_gap_files
+    from dreamgym.world import World, WorldLoadError, atomic_write_bytes, atomic_write_json
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    reports: dict[str, Any] = {}
+    tables: list[str] = []
+    for name in [w.strip() for w in config.worlds.split(",") if w.strip()]:
+        try:
+            world = World.load(name)
+        except WorldLoadError as e:
+            print(f"skipping {name}: {e}")
+            continue
+        wdir = out / world.name
+        print(f"\n=== {world.name}: a world learned from {world.env_id} ===")
+        print(f"training a fresh CMA-ES controller in the dream ({config.generations} generations)")
+        result = train_controller(
+            ControllerConfig(
+                world=str(world.path),
+                out=str(wdir / "fresh_controller"),
+                generations=config.generations,
+                popsize=config.popsize,
+                rollouts=config.rollouts,
+                seed=config.seed,
+                device=config.device,
+            )
+        )
+        policies = {"fresh (demo)": str(result.controller)}
+        try:
+            load_bundled_controller(world)
+            policies["shipped"] = "bundled"
+        except (FileNotFoundError, ValueError):
+            print(f"{world.name} ships no controller; comparing the fresh one with random")
+        policies["random"] = "random"
+        world_reports = {}
+        for label, spec in policies.items():
+            print(f"evaluating {label} in the dream and in {world.env_id} ({config.episodes} episodes each)")
+            dream = evaluate_dream(world, spec, config.episodes, config.seed, device=config.device)
+            real = evaluate_real(world, spec, config.episodes, config.seed, workers=config.workers)
+            rep = gap_report(world, spec, dream, real, seed=config.seed, temperature=world.temperature)
+            write_gap_files(rep, wdir / label.split()[0])
+            world_reports[label] = rep
+            tables.append(f"{gap_table(rep)}\n")
+        video_policy = policies.get("shipped", policies["fresh (demo)"])
+        frames = side_by_side_frames(world, video_policy, config.video_steps, config.seed)
+        video = write_video(frames, wdir / "real_vs_dream")
+        print(f"wrote {video}")
+        reports[world.name] = {k: {"dream": v["dream"]["mean"], "real": v["real"]["mean"]} for k, v in world_reports.items()}
+        reports[world.name]["video"] = str(video)
+
+    if not reports:
+        raise ValueError(
+            "no bundled world could be loaded; reinstall dreamgym or pass --worlds with a directory"
+        )
+    summary = ["| world | policy | dream mean | real mean |", "|---|---|---|---|"]
+    for wname, rep in reports.items():
+        for label, v in rep.items():
+            if isinstance(v, dict):
+                summary.append(f"| {wname} | {label} | {v['dream']:.1f} | {v['real']:.1f} |")
+    text = "\n".join(summary)
+    print("\n## Dream vs real\n" + text)
+    atomic_write_bytes(out / "summary.md", ("\n\n".join(tables) + "\n## Summary\n" + text + "\n").encode())
+    atomic_write_json(out / "summary.json", {"worlds": reports, "seconds": time.time() - started})
+    print(f"\ndemo finished in {time.time() - started:.0f} s; everything is in {out}/")
+    return reports
