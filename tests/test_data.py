@@ -1,0 +1,242 @@
+"""dreamgym.data: collecting real rollouts, resuming after crashes, reading shards back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dreamgym.data import (
+    MANIFEST_NAME,
+    CollectConfig,
+    CorruptShardError,
+    DatasetMismatchError,
+    RandomPolicy,
+    collect,
+    collect_from_config,
+    iter_episodes,
+    load_episode,
+    load_manifest,
+    scan_dataset,
+)
+
+CAR = "CarRacing-v3"
+DOOM = "VizdoomTakeCover-v1"
+
+
+def _check_dataset(data: Path, env_id: str, n: int, steps: int) -> dict:
+    manifest = load_manifest(data)
+    assert manifest["schema_version"] == 1
+    assert manifest["env_id"] == env_id
+    assert manifest["frame_shape"] == [64, 64, 3]
+    assert [e["index"] for e in manifest["episodes"]] == list(range(n))
+    assert [e["seed"] for e in manifest["episodes"]] == list(range(n))
+    discrete = manifest["action_space"]["type"] == "Discrete"
+    for entry, ep in iter_episodes(data):
+        assert entry["steps"] == steps
+        assert ep["frames"].shape == (steps + 1, 64, 64, 3) and ep["frames"].dtype == np.uint8
+        if discrete:
+            assert ep["actions"].shape == (steps,) and ep["actions"].dtype == np.int64
+        else:
+            assert ep["actions"].shape == (steps, 3) and ep["actions"].dtype == np.float32
+        assert ep["rewards"].shape == (steps,) and ep["rewards"].dtype == np.float32
+        assert ep["terminated"].dtype == bool and ep["truncated"].dtype == bool
+        assert ep["truncated"][-1] and not ep["truncated"][:-1].any()
+        assert entry["return"] == pytest.approx(float(ep["rewards"].sum()), rel=1e-5)
+        assert int(ep["seed"]) == entry["seed"]
+        assert ep["frames"].std() > 0  # real images, not blanks
+    assert not list(data.glob("*.tmp"))
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def doom_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("doom")
+    collect(DOOM, 2, data, workers=1, max_steps=20, progress=False)
+    return data
+
+
+@pytest.fixture
+def doom_copy(doom_data: Path, tmp_path: Path) -> Path:
+    data = tmp_path / "doom"
+    shutil.copytree(doom_data, data)
+    return data
+
+
+def test_collect_carracing(tmp_path: Path) -> None:
+    result = collect(CAR, 2, tmp_path / "car", workers=1, max_steps=30, progress=False)
+    assert (result.episodes, result.steps, result.frames, result.total_episodes) == (2, 60, 62, 2)
+    manifest = _check_dataset(tmp_path / "car", CAR, 2, 30)
+    assert manifest["preprocessing"]["crop"] == [0, 84, 0, 96]
+    assert manifest["policy"] == "random-correlated" and manifest["max_steps"] == 30
+
+
+def test_collect_doom_workers_match_in_process(doom_data: Path, tmp_path: Path) -> None:
+    """Two worker processes give exactly the episodes one process gives (same seed)."""
+    _check_dataset(doom_data, DOOM, 2, 20)
+    result = collect(DOOM, 2, tmp_path / "w2", workers=2, max_steps=20, progress=False)
+    assert result.episodes == 2
+    _check_dataset(tmp_path / "w2", DOOM, 2, 20)
+    for (ea, a), (eb, b) in zip(
+        iter_episodes(doom_data), iter_episodes(tmp_path / "w2"), strict=True
+    ):
+        assert ea["sha256"] == eb["sha256"]  # shards are byte-identical
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    other = collect(DOOM, 1, tmp_path / "s7", workers=1, max_steps=20, seed=7, progress=False)
+    assert other.total_episodes == 1
+    ep7 = load_episode(tmp_path / "s7", load_manifest(tmp_path / "s7")["episodes"][0])
+    assert int(ep7["seed"]) == 7
+
+
+def test_resume_adopts_unlisted_shard_and_removes_temp_files(doom_copy: Path) -> None:
+    collect(DOOM, 3, doom_copy, workers=1, max_steps=20, progress=False)
+    manifest_path = doom_copy / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    lost = manifest["episodes"].pop()  # crash between the shard's rename and the manifest write
+    manifest_path.write_text(json.dumps(manifest))
+    (doom_copy / "episode_000003.npz.tmp").write_bytes(b"half a shard")  # kill -9 mid-write
+    (doom_copy / "manifest.json.tmp").write_text("{")
+
+    result = collect(DOOM, 4, doom_copy, workers=1, max_steps=20, progress=False)
+
+    assert result.episodes == 1 and result.total_episodes == 4  # only episode 3 was computed
+    after = _check_dataset(doom_copy, DOOM, 4, 20)
+    assert after["episodes"][2] == lost
+    assert sorted(p.name for p in doom_copy.glob("episode_*")) == [
+        f"episode_{i:06d}.npz" for i in range(4)
+    ]
+    again = collect(DOOM, 4, doom_copy, workers=1, max_steps=20, progress=False)
+    assert again.episodes == 0 and load_manifest(doom_copy) == after
+
+
+def test_kill_9_mid_collection_then_resume(tmp_path: Path) -> None:
+    data = tmp_path / "car"
+    code = (
+        "from dreamgym.data import collect; "
+        f"collect({CAR!r}, 6, {str(data)!r}, workers=2, max_steps=40, progress=False)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (data / MANIFEST_NAME).exists() and load_manifest(data)["episodes"]:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the collection ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only: its workers must notice and stop
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = len(load_manifest(data)["episodes"])
+    assert 1 <= before < 6
+
+    collect(CAR, 6, data, workers=1, max_steps=40, progress=False)
+
+    _check_dataset(data, CAR, 6, 40)
+    assert scan_dataset(data).ok and not scan_dataset(data).unlisted
+
+
+def test_truncated_and_foreign_shards_are_reported(doom_copy: Path) -> None:
+    manifest = load_manifest(doom_copy)
+    first, second = manifest["episodes"]
+    path0, path1 = doom_copy / first["file"], doom_copy / second["file"]
+    path0.write_bytes(path0.read_bytes()[: path0.stat().st_size // 2])
+    np.savez(path1, x=np.zeros(3))
+    for verify in (True, False):
+        for entry, path in ((first, path0), (second, path1)):
+            with pytest.raises(CorruptShardError, match=path.name) as err:
+                load_episode(doom_copy, entry, verify=verify)
+            assert "re-run dreamgym collect" in str(err.value)
+    report = scan_dataset(doom_copy)
+    assert not report.ok and len(report.problems) == 2
+    with pytest.raises(CorruptShardError, match="2 bad shard"):
+        report.raise_if_problems()
+    # collect refuses to build on a corrupt shard, and deletes nothing
+    with pytest.raises(CorruptShardError, match=first["file"]):
+        collect(DOOM, 3, doom_copy, workers=1, max_steps=20, progress=False)
+    assert path0.exists() and path1.exists() and len(load_manifest(doom_copy)["episodes"]) == 2
+
+
+def test_mismatched_dataset_is_refused_untouched(doom_copy: Path) -> None:
+    def snapshot() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in doom_copy.iterdir()}
+
+    before = snapshot()
+    with pytest.raises(DatasetMismatchError, match="--env") as err:
+        collect(CAR, 3, doom_copy, workers=1, max_steps=20, progress=False)
+    assert str(doom_copy) in str(err.value)
+    with pytest.raises(DatasetMismatchError, match="--seed"):
+        collect(DOOM, 3, doom_copy, workers=1, max_steps=20, seed=5, progress=False)
+    assert snapshot() == before
+
+
+def test_env_without_images_fails_before_collecting(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="image"):
+        collect("CartPole-v1", 1, tmp_path / "cp", workers=2, progress=False)
+    assert not (tmp_path / "cp").exists()
+
+
+def test_folder_without_manifest_is_not_a_dataset(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="run dreamgym collect first"):
+        load_manifest(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a dreamgym dataset"):
+        scan_dataset(tmp_path)
+
+
+def test_random_policy_is_correlated_and_in_bounds() -> None:
+    space = gym.spaces.Box(np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32))
+    pol = RandomPolicy(CAR, space)
+    frame = np.zeros((64, 64, 3), np.uint8)
+    pol.reset(3)
+    a = np.stack([pol.act(frame) for _ in range(2000)])
+    assert a.dtype == np.float32 and all(space.contains(x) for x in a)
+    steer = a[:, 0]
+    assert np.corrcoef(steer[:-1], steer[1:])[0, 1] > 0.8  # i.i.d. would be ≈ 0
+    assert steer.std() > 0.2 and (a[:, 1] > 0).mean() > 0.8 and (a[:, 2] > 0).mean() < 0.2
+    pol.reset(3)
+    np.testing.assert_array_equal(np.stack([pol.act(frame) for _ in range(2000)]), a)
+
+    disc = RandomPolicy(DOOM, gym.spaces.Discrete(3))
+    disc.reset(0)
+    acts = np.array([disc.act(frame) for _ in range(3000)])
+    assert set(acts.tolist()) == {0, 1, 2} and (acts[1:] == acts[:-1]).mean() > 0.6
+
+
+class _AlwaysLeft:
+    """A FramePolicy: the hook a trained controller plugs into."""
+
+    def reset(self, seed: int) -> None:
+        self.frames = 0
+
+    def act(self, frame: np.ndarray) -> int:
+        assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+        self.frames += 1
+        return 1
+
+
+def _always_left(env_id: str, action_space: gym.Space) -> _AlwaysLeft:
+    return _AlwaysLeft()
+
+
+def test_policy_factory_hook_and_config(tmp_path: Path) -> None:
+    collect(DOOM, 1, tmp_path / "left", workers=1, max_steps=5, policy=_always_left, progress=False)
+    (entry, ep), *_ = iter_episodes(tmp_path / "left")
+    assert ep["actions"].tolist() == [1] * 5
+    with pytest.raises(ValueError, match="neither 'random' nor an existing file"):
+        collect(DOOM, 1, tmp_path / "x", policy=str(tmp_path / "nope"), progress=False)
+    result = collect_from_config(
+        CollectConfig(env=DOOM, episodes=1, out=str(tmp_path / "cfg"), workers=1, max_steps=5)
+    )
+    assert result.total_episodes == 1 and load_manifest(tmp_path / "cfg")["max_steps"] == 5
