@@ -277,46 +277,32 @@ def _road_offset(frame: np.ndarray) -> float:
     return float(np.clip(CAR_ROAD_GAIN * offset, -1.0, 1.0))
 
 
-def _policy_name(policy: str | PolicyFactory) -> str:
-    if isinstance(policy, str):
-        if policy in ("random", RANDOM_POLICY):
-            return RANDOM_POLICY
-        path = Path(policy)
-        if not path.exists():
+def _as_factory(policy: str | PolicyFactory) -> str | PolicyFactory:
+    """A policy FILE becomes `evaluation.FramePolicyFactory(FILE)`: V encodes, M tracks h."""
+    if isinstance(policy, str) and policy not in ("random", RANDOM_POLICY):
+        if not Path(policy).exists() and not Path(policy + ".zip").exists():
             raise ValueError(
                 f"--policy {policy!r} is neither 'random' nor an existing file; pass random or "
-                "the path of a saved controller"
+                "the path of a saved controller or SB3 agent"
             )
-        _frame_policy_loader(policy)
-        return str(path.resolve())
+        from dreamgym.evaluation import FramePolicyFactory
+
+        return FramePolicyFactory(policy)
+    return policy
+
+
+def _policy_name(policy: str | PolicyFactory) -> str:
+    if isinstance(policy, str):
+        return RANDOM_POLICY
     if callable(policy):
         return getattr(policy, "name", None) or getattr(policy, "__qualname__", repr(policy))
     raise TypeError(f"policy must be 'random', a file path or a factory, got {policy!r}")
 
 
-def _frame_policy_loader(path: str) -> Callable[[str], FramePolicy]:
-    """The hook for `--policy FILE`: `dreamgym.evaluation.load_frame_policy(path) -> FramePolicy`.
-
-    A trained controller acts on V's z and M's h, not on frames; the loader wraps it so that it
-    encodes each frame and tracks h itself (what `wrappers.WorldModelObservation` does for an env).
-    """
-    try:
-        from dreamgym.evaluation import load_frame_policy  # type: ignore[attr-defined]
-    except ImportError:
-        raise ValueError(
-            f"--policy {path}: collecting with a policy file needs "
-            "dreamgym.evaluation.load_frame_policy, which this version lacks; use --policy random"
-        ) from None
-    return load_frame_policy  # type: ignore[no-any-return]
-
-
 def _make_policy(policy: str | PolicyFactory, env_id: str, action_space: gym.Space) -> FramePolicy:
-    if isinstance(policy, str) and policy in ("random", RANDOM_POLICY):
-        return RandomPolicy(env_id, action_space)
     if isinstance(policy, str):
-        made = _frame_policy_loader(policy)(policy)
-    else:
-        made = policy(env_id, action_space)
+        return RandomPolicy(env_id, action_space)
+    made = policy(env_id, action_space)
     if not isinstance(made, FramePolicy):
         raise TypeError(f"policy {policy!r} gave {made!r}, which lacks reset(seed) and act(frame)")
     return made
@@ -754,6 +740,12 @@ class CollectConfig:
         default="random",
         metadata={"help": "random (temporally correlated random actions) or a policy FILE"},
     )
+    world: str | None = field(
+        default=None,
+        metadata={
+            "help": "with --policy FILE: the world whose V and M it acts through (default: the one it records)"
+        },
+    )
     max_steps: int | None = field(
         default=None, metadata={"help": "truncate episodes after this many steps"}
     )
@@ -763,12 +755,17 @@ class CollectConfig:
 
 def collect_from_config(config: CollectConfig) -> CollectResult:
     """`collect` with the options of `dreamgym collect`; prints a one-line summary."""
+    policy: str | PolicyFactory = config.policy
+    if policy not in ("random", RANDOM_POLICY):
+        from dreamgym.evaluation import FramePolicyFactory
+
+        policy = FramePolicyFactory(config.policy, config.world)  # checked against the world now
     result = collect(
         config.env,
         config.episodes,
         config.out,
         workers=config.workers,
-        policy=config.policy,
+        policy=policy,
         max_steps=config.max_steps,
         seed=config.seed,
         progress=config.progress,
@@ -818,6 +815,7 @@ def collect(
     workers = (os.cpu_count() or 1) if workers is None else workers
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers!r}")
+    policy = _as_factory(policy)
     policy_name = _policy_name(policy)
 
     # Everything that can be wrong with the env is found here, before any worker starts.

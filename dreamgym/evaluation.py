@@ -74,6 +74,76 @@ def load_policy(spec: str, world: World | str | os.PathLike, seed: int | None = 
     return policy
 
 
+class FramePolicyFactory:
+    """Collect real data with a trained policy: `dreamgym collect --policy FILE --world W`.
+
+    A picklable `factory(env_id, action_space) -> FramePolicy` for `data.collect` (the paper's
+    iterative procedure, Ha & Schmidhuber 2018 §5: collect again with the current controller,
+    retrain M). Each worker loads the world and the policy itself; the frame policy encodes every
+    frame with V and tracks h with M (`wrappers.LatentTracker`), exactly as in the real-env
+    evaluation. `world` defaults to the world the policy file records.
+    """
+
+    def __init__(self, spec: str, world: str | os.PathLike | None = None) -> None:
+        self.spec = str(spec)
+        self.world = str(world) if world is not None else _recorded_world(self.spec)
+        self.name = f"{self.spec} (world {self.world})"
+        load_policy(self.spec, self.world)  # fail now, in the parent, on any mismatch
+
+    def __call__(self, env_id: str, action_space: gym.Space) -> _FramePolicy:
+        world = World.load(self.world)
+        if world.env_id != env_id:
+            raise ValueError(
+                f"policy {self.spec!r} acts through world {self.world!r}, learned from "
+                f"{world.env_id}, but the collection env is {env_id}; pass --world for {env_id}"
+            )
+        return _FramePolicy(load_policy(self.spec, world), world)
+
+
+class _FramePolicy:
+    """A `Policy` over [z, h] turned into a `data.FramePolicy` over preprocessed frames."""
+
+    def __init__(self, policy: Policy, world: World) -> None:
+        from dreamgym.wrappers import LatentTracker
+
+        self.policy = policy
+        self.tracker = LatentTracker(world)
+
+    def reset(self, seed: int) -> None:
+        self.tracker.reset()
+        if hasattr(self.policy, "rng"):
+            self.policy.rng = np.random.default_rng(seed)
+
+    def act(self, frame: np.ndarray) -> Any:
+        self.tracker.see(frame)
+        action = np.asarray(self.policy.act(self.tracker.observation(self.policy.obs_mode)[None]))[
+            0
+        ]
+        self.tracker.advance(self.tracker.encode_action(action))
+        return action
+
+
+def _recorded_world(spec: str) -> str:
+    """The world a policy file says it was trained in (its sidecar JSON), for --world's default."""
+    kind, path = _policy_file(spec)
+    sidecar = path.with_suffix(".json") if path.suffix in (".zip", ".safetensors") else path
+    if path.is_dir():
+        from dreamgym.controllers import controller_paths
+
+        sidecar = controller_paths(path)[1]
+    try:
+        world = json.loads(sidecar.read_text()).get("world", {})
+    except (OSError, json.JSONDecodeError):
+        world = {}
+    found = world.get("path") or world.get("name")
+    if not found:
+        raise ValueError(
+            f"policy {spec!r} does not record its world ({sidecar}); pass --world DIR, the world "
+            "whose V and M it acts through"
+        )
+    return str(found)
+
+
 def _policy_file(spec: str) -> tuple[str, Path]:
     """("controller" | "sb3", path) for a policy file spec."""
     from dreamgym.controllers import CONTROLLER_FORMAT, CONTROLLER_WEIGHTS

@@ -108,70 +108,44 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             ) from e
 
         self.observation_space = observation_space_for(self.world, obs_mode)
-        self._space = self.world.action_space
-        self._discrete = isinstance(self._space, gym.spaces.Discrete)
-        if not self._discrete:
-            self._low = torch.as_tensor(self._space.low, device=self.device)
-            self._high = torch.as_tensor(self._space.high, device=self.device)
-        z, h = self.world.latent_dim, self.world.hidden_dim
-        self._z = torch.zeros(1, z, device=self.device)
-        self._h = torch.zeros(1, h, device=self.device)
-        self._c = torch.zeros(1, h, device=self.device)
+        self.tracker = LatentTracker(self.world, self.device)
         self._t = 0
-        self.last_frame: np.ndarray | None = None
-        """The last real observation preprocessed for V (uint8 64×64×3), for side-by-side videos."""
 
     # --- what the policy sees ----------------------------------------------------------------
     @property
+    def last_frame(self) -> np.ndarray | None:
+        """The last real observation preprocessed for V (uint8 64×64×3), for side-by-side videos."""
+        return self.tracker.last_frame
+
+    @property
     def z(self) -> np.ndarray:
         """V's mean latent of the last real frame, float32 (latent_dim,)."""
-        return self._z[0].cpu().numpy().astype(np.float32)
+        return self.tracker.z
 
     @property
     def h(self) -> np.ndarray:
         """M's hidden state after the last (z, a), float32 (hidden_dim,); zeros right after reset."""
-        return self._h[0].cpu().numpy().astype(np.float32)
+        return self.tracker.h
 
-    @torch.inference_mode()
     def reconstruction(self) -> np.ndarray:
         """V's decoding of the last frame's z: uint8 64×64×3 (what the dream would show)."""
-        return self.world.vae.decode_uint8(self._z)[0].cpu().numpy()
-
-    @torch.inference_mode()
-    def _encode(self, obs: Any) -> None:
-        self.last_frame = self.preprocessing(obs)
-        frame = torch.tensor(self.last_frame, device=self.device).unsqueeze(
-            0
-        )  # a copy: PIL's are read-only
-        mu, _ = self.world.vae.encode(frame)
-        self._z = mu
-
-    def _observe(self) -> np.ndarray:
-        if self.obs_mode == "zh":
-            return torch.cat([self._z, self._h], dim=1)[0].cpu().numpy().astype(np.float32)
-        if self.obs_mode == "z":
-            return self.z
-        return self.reconstruction()
+        return self.tracker.reconstruction()
 
     # --- Gymnasium API -----------------------------------------------------------------------
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
-        self._h = torch.zeros_like(self._h)
-        self._c = torch.zeros_like(self._c)
+        self.tracker.reset()
         self._t = 0
-        self._encode(obs)
-        return self._observe(), info
+        self.tracker.see(self.preprocessing(obs))
+        return self.tracker.observation(self.obs_mode), info
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        encoded = self._encode_action(action)
+        encoded = self.tracker.encode_action(action)
         obs, reward, terminated, truncated, info = self.env.step(action)
-        with torch.inference_mode():
-            self._h, self._c = self.world.mdnrnn.recurrent_step(
-                self._z, encoded, (self._h, self._c)
-            )
-        self._encode(obs)
+        self.tracker.advance(encoded)
+        self.tracker.see(self.preprocessing(obs))
         self._t += 1
         if (
             self.max_episode_steps is not None
@@ -179,9 +153,70 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             and not terminated
         ):
             truncated = True
-        return self._observe(), reward, terminated, truncated, info
+        return self.tracker.observation(self.obs_mode), reward, terminated, truncated, info
 
-    def _encode_action(self, action: Any) -> torch.Tensor:
+
+class LatentTracker:
+    """V encodes each real frame, M's LSTM follows the actions: the state a dream policy sees.
+
+    The one place that turns a real episode into the dream's observations; used by
+    `WorldModelObservation` (an env) and by frame policies (`evaluation.load_frame_policy`,
+    which `dreamgym collect --policy FILE` uses to collect with a trained controller).
+    """
+
+    def __init__(self, world: World, device: torch.device | str = "cpu") -> None:
+        self.world = world
+        self.device = torch.device(device)
+        self._space = world.action_space
+        self._discrete = isinstance(self._space, gym.spaces.Discrete)
+        if not self._discrete:
+            self._low = torch.as_tensor(self._space.low, device=self.device)
+            self._high = torch.as_tensor(self._space.high, device=self.device)
+        self._z = torch.zeros(1, world.latent_dim, device=self.device)
+        self._h = torch.zeros(1, world.hidden_dim, device=self.device)
+        self._c = torch.zeros(1, world.hidden_dim, device=self.device)
+        self.last_frame: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """h_0 = c_0 = 0, as in the dream."""
+        self._h = torch.zeros_like(self._h)
+        self._c = torch.zeros_like(self._c)
+
+    @torch.inference_mode()
+    def see(self, frame: np.ndarray) -> None:
+        """Encode one preprocessed uint8 64×64×3 frame: z = V's mean (no sampling in reality)."""
+        self.last_frame = frame
+        mu, _ = self.world.vae.encode(torch.tensor(frame, device=self.device).unsqueeze(0))
+        self._z = mu
+
+    @torch.inference_mode()
+    def advance(self, encoded_action: torch.Tensor) -> None:
+        """M's LSTM consumes (z_t, a_t): h now summarises the episode up to this action."""
+        self._h, self._c = self.world.mdnrnn.recurrent_step(
+            self._z, encoded_action, (self._h, self._c)
+        )
+
+    @property
+    def z(self) -> np.ndarray:
+        return self._z[0].cpu().numpy().astype(np.float32)
+
+    @property
+    def h(self) -> np.ndarray:
+        return self._h[0].cpu().numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def reconstruction(self) -> np.ndarray:
+        return self.world.vae.decode_uint8(self._z)[0].cpu().numpy()
+
+    def observation(self, obs_mode: str) -> np.ndarray:
+        """The dream's observation for the current state in `obs_mode`."""
+        if obs_mode == "zh":
+            return torch.cat([self._z, self._h], dim=1)[0].cpu().numpy().astype(np.float32)
+        if obs_mode == "z":
+            return self.z
+        return self.reconstruction()
+
+    def encode_action(self, action: Any) -> torch.Tensor:
         """Check one action and turn it into M's input (1, action_input_dim), as the dream does."""
         arr = np.asarray(action)
         if self._discrete:

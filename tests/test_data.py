@@ -240,3 +240,38 @@ def test_policy_factory_hook_and_config(tmp_path: Path) -> None:
         CollectConfig(env=DOOM, episodes=1, out=str(tmp_path / "cfg"), workers=1, max_steps=5)
     )
     assert result.total_episodes == 1 and load_manifest(tmp_path / "cfg")["max_steps"] == 5
+
+
+def test_collect_with_a_controller_file_tracks_z_and_h(tmp_path: Path) -> None:
+    """`--policy FILE`: each frame is encoded by V, h follows M — replaying the frames agrees."""
+    from conftest import build_tiny_world
+
+    from dreamgym.controllers import ControllerPolicy, LinearController
+    from dreamgym.wrappers import LatentTracker
+
+    world = build_tiny_world(discrete=False)
+    world.save(tmp_path / "world")
+    ctrl = LinearController(world)
+    ctrl.set_params(np.random.default_rng(0).normal(0, 1.0, ctrl.n_params).astype(np.float32))
+    ctrl.save(tmp_path / "ctrl", world=world)
+    collect_from_config(
+        CollectConfig(
+            env="CarRacing-v3",
+            episodes=1,
+            out=str(tmp_path / "data"),
+            workers=1,
+            max_steps=8,
+            policy=str(tmp_path / "ctrl"),
+            world=str(tmp_path / "world"),
+            progress=False,
+        )
+    )
+    manifest = load_manifest(tmp_path / "data")
+    assert "ctrl" in manifest["policy"]
+    (entry, ep), *_ = iter_episodes(tmp_path / "data")
+    tracker, policy = LatentTracker(world), ControllerPolicy(ctrl)
+    for frame, action in zip(ep["frames"][:-1], ep["actions"], strict=True):
+        tracker.see(frame)
+        expected = policy.act(tracker.observation("zh")[None])[0]
+        np.testing.assert_allclose(action, expected, atol=1e-5)
+        tracker.advance(tracker.encode_action(expected))
