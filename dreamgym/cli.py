@@ -20,13 +20,43 @@ from typing import Any
 
 # sub-command → (module, config dataclass, function taking the config, one-line help)
 JOBS: dict[str, tuple[str, str, str, str]] = {
-    "init": ("dreamgym.init_world", "InitConfig", "init_world", "write an untrained world for a real env"),
+    "init": (
+        "dreamgym.init_world",
+        "InitConfig",
+        "init_world",
+        "write an untrained world for a real env",
+    ),
     "collect": ("dreamgym.data", "CollectConfig", "collect_from_config", "collect real rollouts"),
-    "train": ("dreamgym.train", "TrainConfig", "train_world", "train V, then M, then write the bundle"),
-    "controller": ("dreamgym.controllers", "ControllerConfig", "train_controller", "CMA-ES linear controller in the batched dream"),
-    "sb3": ("dreamgym.sb3", "SB3Config", "train_agent", "train a stable-baselines3 agent in the dream"),
-    "evaluate": ("dreamgym.evaluation", "EvaluateConfig", "evaluate_from_config", "returns of a policy in the dream or the real env"),
-    "gap": ("dreamgym.evaluation", "GapConfig", "gap", "dream vs real returns of one policy: table, CSV, JSON, plot"),
+    "train": (
+        "dreamgym.train",
+        "TrainConfig",
+        "train_world",
+        "train V, then M, then write the bundle",
+    ),
+    "controller": (
+        "dreamgym.controllers",
+        "ControllerConfig",
+        "train_controller",
+        "CMA-ES linear controller in the batched dream",
+    ),
+    "sb3": (
+        "dreamgym.sb3",
+        "SB3Config",
+        "train_agent",
+        "train a stable-baselines3 agent in the dream",
+    ),
+    "evaluate": (
+        "dreamgym.evaluation",
+        "EvaluateConfig",
+        "evaluate_from_config",
+        "returns of a policy in the dream or the real env",
+    ),
+    "gap": (
+        "dreamgym.evaluation",
+        "GapConfig",
+        "gap",
+        "dream vs real returns of one policy: table, CSV, JSON, plot",
+    ),
     "demo": ("dreamgym.demo", "DemoConfig", "run_demo", "the main job on the bundled worlds"),
     "play": ("dreamgym.play", "PlayConfig", "play", "drive inside the dream with the keyboard"),
 }
@@ -54,7 +84,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
         conv, is_bool = _option_type(hints[f.name])
-        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        has_default = (
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        )
         default = (
             f.default
             if f.default is not dataclasses.MISSING
@@ -79,7 +111,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
                 )
             continue
         if is_bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **kwargs)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, **kwargs
+            )
         elif has_default:
             if default is not None:
                 kwargs["help"] = f"{help_text} (default: {default})"
@@ -122,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     module, cls_name, fn_name, _ = JOBS[args._job]
     mod = importlib.import_module(module)
     cls = getattr(mod, cls_name)
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    values = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)
+    }
     config = cls(**values)
     try:
         result = getattr(mod, fn_name)(config)

@@ -22,18 +22,26 @@ VIDEO_SCALE = 4
 class DemoConfig:
     """Options of `dreamgym demo`."""
 
-    out: str = field(default="dreamgym-demo", metadata={"help": "output folder (video, plots, tables)"})
+    out: str = field(
+        default="dreamgym-demo", metadata={"help": "output folder (video, plots, tables)"}
+    )
     worlds: str = field(
         default="carracing,doom_takecover",
         metadata={"help": "comma-separated bundled world names (or directories) to demo"},
     )
-    generations: int = field(default=8, metadata={"help": "CMA-ES generations of the fresh controller"})
+    generations: int = field(
+        default=8, metadata={"help": "CMA-ES generations of the fresh controller"}
+    )
     popsize: int = field(default=32, metadata={"help": "CMA-ES population size"})
     rollouts: int = field(default=4, metadata={"help": "dream rollouts per candidate"})
-    episodes: int = field(default=4, metadata={"help": "episodes per policy in the dream and in reality"})
+    episodes: int = field(
+        default=4, metadata={"help": "episodes per policy in the dream and in reality"}
+    )
     video_steps: int = field(default=300, metadata={"help": "steps in the real | dream video"})
     seed: int = field(default=0, metadata={"help": "seed of training and evaluation"})
-    workers: int | None = field(default=None, metadata={"help": "real-env worker processes (default: CPU count)"})
+    workers: int | None = field(
+        default=None, metadata={"help": "real-env worker processes (default: CPU count)"}
+    )
     device: str = field(default="auto", metadata={"help": "device of the dream: auto, cpu or cuda"})
 
 
@@ -65,7 +73,9 @@ def side_by_side_frames(world: Any, policy_spec: str, steps: int, seed: int) -> 
         real_done = False
         ret_r = ret_d = 0.0
         for t in range(steps):
-            real_img = real.last_frame if real.last_frame is not None else np.zeros((64, 64, 3), np.uint8)
+            real_img = (
+                real.last_frame if real.last_frame is not None else np.zeros((64, 64, 3), np.uint8)
+            )
             recon = real.reconstruction()
             dream_img = dream.render_tensors()[0].cpu().numpy()
             row = np.concatenate(
@@ -110,7 +120,13 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int = 25) -> Path:
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Train, evaluate, compare, and write the artifacts; returns the per-world reports."""
     from dreamgym.controllers import ControllerConfig, load_bundled_controller, train_controller
-    from dreamgym.evaluation import evaluate_dream, evaluate_real, gap_report, gap_table, write_gap_files
+    from dreamgym.evaluation import (
+        evaluate_dream,
+        evaluate_real,
+        gap_report,
+        gap_table,
+        write_gap_files,
+    )
     from dreamgym.world import World, WorldLoadError, atomic_write_bytes, atomic_write_json
 
     out = Path(config.out)
@@ -147,10 +163,14 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         policies["random"] = "random"
         world_reports = {}
         for label, spec in policies.items():
-            print(f"evaluating {label} in the dream and in {world.env_id} ({config.episodes} episodes each)")
+            print(
+                f"evaluating {label} in the dream and in {world.env_id} ({config.episodes} episodes each)"
+            )
             dream = evaluate_dream(world, spec, config.episodes, config.seed, device=config.device)
             real = evaluate_real(world, spec, config.episodes, config.seed, workers=config.workers)
-            rep = gap_report(world, spec, dream, real, seed=config.seed, temperature=world.temperature)
+            rep = gap_report(
+                world, spec, dream, real, seed=config.seed, temperature=world.temperature
+            )
             write_gap_files(rep, wdir / label.split()[0])
             world_reports[label] = rep
             tables.append(f"{gap_table(rep)}\n")
@@ -158,7 +178,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         frames = side_by_side_frames(world, video_policy, config.video_steps, config.seed)
         video = write_video(frames, wdir / "real_vs_dream")
         print(f"wrote {video}")
-        reports[world.name] = {k: {"dream": v["dream"]["mean"], "real": v["real"]["mean"]} for k, v in world_reports.items()}
+        reports[world.name] = {
+            k: {"dream": v["dream"]["mean"], "real": v["real"]["mean"]}
+            for k, v in world_reports.items()
+        }
         reports[world.name]["video"] = str(video)
 
     if not reports:
@@ -172,7 +195,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                 summary.append(f"| {wname} | {label} | {v['dream']:.1f} | {v['real']:.1f} |")
     text = "\n".join(summary)
     print("\n## Dream vs real\n" + text)
-    atomic_write_bytes(out / "summary.md", ("\n\n".join(tables) + "\n## Summary\n" + text + "\n").encode())
+    atomic_write_bytes(
+        out / "summary.md", ("\n\n".join(tables) + "\n## Summary\n" + text + "\n").encode()
+    )
     atomic_write_json(out / "summary.json", {"worlds": reports, "seconds": time.time() - started})
     print(f"\ndemo finished in {time.time() - started:.0f} s; everything is in {out}/")
     return reports

@@ -14,13 +14,19 @@ from dreamgym.spaces import action_input_dim
 class InitConfig:
     """Options of `dreamgym init`."""
 
-    env: str = field(metadata={"help": "real Gymnasium env id, e.g. CarRacing-v3 or VizdoomTakeCover-v1"})
+    env: str = field(
+        metadata={"help": "real Gymnasium env id, e.g. CarRacing-v3 or VizdoomTakeCover-v1"}
+    )
     out: str = field(metadata={"help": "directory to write the world bundle into"})
     latent: int = field(default=32, metadata={"help": "size of V's latent z"})
     hidden: int = field(default=256, metadata={"help": "M's LSTM units"})
     mixtures: int = field(default=5, metadata={"help": "Gaussians in M's mixture"})
-    initial_resets: int = field(default=8, metadata={"help": "real resets whose first frames seed the latent bank"})
-    seed: int = field(default=0, metadata={"help": "seed for the random weights and the real resets"})
+    initial_resets: int = field(
+        default=8, metadata={"help": "real resets whose first frames seed the latent bank"}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "seed for the random weights and the real resets"}
+    )
     force: bool = field(default=False, metadata={"help": "overwrite an existing bundle in --out"})
 
 

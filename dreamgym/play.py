@@ -20,11 +20,17 @@ BRAKE = 0.8  # as in gymnasium's car_racing.py play: 1.0 would lock the wheels
 class PlayConfig:
     """Options of `dreamgym play`."""
 
-    world: str = field(metadata={"help": "bundled world name (carracing, doom_takecover) or a world directory"})
-    temperature: float | None = field(default=None, metadata={"help": "initial sampling temperature τ (default: the world's)"})
+    world: str = field(
+        metadata={"help": "bundled world name (carracing, doom_takecover) or a world directory"}
+    )
+    temperature: float | None = field(
+        default=None, metadata={"help": "initial sampling temperature τ (default: the world's)"}
+    )
     fps: int = field(default=30, metadata={"help": "dream steps per second"})
     seed: int | None = field(default=None, metadata={"help": "seed of the first episode"})
-    max_episodes: int = field(default=0, metadata={"help": "stop after this many episodes (0: until Esc)"})
+    max_episodes: int = field(
+        default=0, metadata={"help": "stop after this many episodes (0: until Esc)"}
+    )
 
 
 def keys_to_action(pressed: Any, pygame: Any, discrete: bool, n_actions: int = 3) -> Any:
@@ -60,19 +66,30 @@ def play(config: PlayConfig) -> int:
     try:
         while True:
             for event in pygame.event.get():
-                if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
+                if event.type == pygame.QUIT or (
+                    event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE
+                ):
                     return 0
-                if event.type == pygame.KEYDOWN and event.key in (pygame.K_PLUS, pygame.K_EQUALS, pygame.K_KP_PLUS):
+                if event.type == pygame.KEYDOWN and event.key in (
+                    pygame.K_PLUS,
+                    pygame.K_EQUALS,
+                    pygame.K_KP_PLUS,
+                ):
                     env.temperature = env.temperature + TEMPERATURE_STEP
                     print(f"τ = {env.temperature:.2f}")
-                if event.type == pygame.KEYDOWN and event.key in (pygame.K_MINUS, pygame.K_KP_MINUS):
+                if event.type == pygame.KEYDOWN and event.key in (
+                    pygame.K_MINUS,
+                    pygame.K_KP_MINUS,
+                ):
                     env.temperature = max(TEMPERATURE_STEP, env.temperature - TEMPERATURE_STEP)
                     print(f"τ = {env.temperature:.2f}")
                 if event.type == pygame.KEYDOWN and event.key == pygame.K_RETURN:
                     obs, _ = env.reset()
                     ret, steps = 0.0, 0
             action = keys_to_action(pygame.key.get_pressed(), pygame, discrete)
-            obs, reward, terminated, truncated, _ = env.step(np.int64(action) if discrete else action)
+            obs, reward, terminated, truncated, _ = env.step(
+                np.int64(action) if discrete else action
+            )
             ret += reward
             steps += 1
             if terminated or truncated:

@@ -28,7 +28,9 @@ class Policy(Protocol):
 class RandomPolicy:
     """Uniform random actions (the baseline every gap table reports); seeded explicitly."""
 
-    def __init__(self, action_space: gym.Space, seed: int | None = None, obs_mode: str = "zh") -> None:
+    def __init__(
+        self, action_space: gym.Space, seed: int | None = None, obs_mode: str = "zh"
+    ) -> None:
         self.action_space = action_space
         self.obs_mode = obs_mode
         self.rng = np.random.default_rng(seed)

@@ -15,11 +15,15 @@ def _pygame() -> Any:
     try:
         import pygame
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise DependencyNotInstalled('pygame is needed for render_mode="human": pip install "gymnasium[box2d]"') from e
+        raise DependencyNotInstalled(
+            'pygame is needed for render_mode="human": pip install "gymnasium[box2d]"'
+        ) from e
     return pygame
 
 
-def show_frame(window: Any, frame: np.ndarray, caption: str = "dreamgym", scale: int = WINDOW_SCALE) -> Any:
+def show_frame(
+    window: Any, frame: np.ndarray, caption: str = "dreamgym", scale: int = WINDOW_SCALE
+) -> Any:
     """Draw an H×W×3 uint8 frame, opening the window on first use; returns the window state."""
     pygame = _pygame()
     h, w = frame.shape[:2]

@@ -208,13 +208,17 @@ class DreamVectorEnv(VectorEnv):
             bank_mu.shape[0], (self.num_envs,), generator=self.generator, device=self.device
         )
         eps = torch.randn(self._z.shape, generator=self.generator, device=self.device)
-        z0 = bank_mu[idx] + torch.exp(0.5 * bank_logvar[idx]) * eps
-        m = mask.unsqueeze(1)
-        self._z = torch.where(m, z0, self._z)
-        # In place: (h, c, t) are the core's own tensors, never handed out (obs is a copy).
-        self._h.masked_fill_(m, 0.0)
-        self._c.masked_fill_(m, 0.0)
-        self._t.masked_fill_(mask, 0)
+        # Draws are made for every env (the random stream does not depend on which envs reset);
+        # the state is written in place, row by row (much faster than masked ops over the whole
+        # batch when few envs reset): z, h, c and t are the core's own tensors and never handed
+        # out (observations are copies).
+        rows = mask.nonzero().squeeze(1)
+        idx = idx[rows]
+        z0 = bank_mu[idx] + torch.exp(0.5 * bank_logvar[idx]) * eps[rows]
+        self._z.index_copy_(0, rows, z0)
+        self._h.index_fill_(0, rows, 0.0)
+        self._c.index_fill_(0, rows, 0.0)
+        self._t.index_fill_(0, rows, 0)
         self._needs_reset = self._needs_reset & ~mask
 
     def _observe(self) -> torch.Tensor:

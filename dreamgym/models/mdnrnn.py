@@ -74,9 +74,12 @@ class MDNRNN(nn.Module):
 
     def heads(self, h: torch.Tensor) -> MDNOutput:
         """LSTM output h (..., H) → the mixture, reward and done predictions."""
+        return self._split_heads(self.head(h))
+
+    def _split_heads(self, out: torch.Tensor) -> MDNOutput:
+        """The head's raw output (..., K + 2KZ + 2) → MDNOutput."""
         c = self.config
         k, z = c.n_mixtures, c.latent_dim
-        out = self.head(h)
         lead = out.shape[:-1]
         logits, mu, raw_sigma, reward, done = torch.split(out, [k, k * z, k * z, 1, 1], dim=-1)
         logpi = torch.log_softmax(logits, dim=-1)
@@ -105,9 +108,20 @@ class MDNRNN(nn.Module):
     def step(
         self, z: torch.Tensor, actions: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[MDNOutput, tuple[torch.Tensor, torch.Tensor]]:
-        """One batched step: z (B, Z), encoded actions (B, A), state (h, c) → predictions, new state."""
-        h, c = self.recurrent_step(z, actions, state)
-        return self.heads(h), (h, c)
+        """One batched step: z (B, Z), encoded actions (B, A), state (h, c) → predictions, new state.
+
+        Without autograd, h is written beside a column of ones so the head's bias rides in its
+        matmul (no bias broadcast); h is then a view with row stride H + 1, not contiguous.
+        """
+        if torch.is_grad_enabled():
+            h, c = self.recurrent_step(z, actions, state)
+            return self.heads(h), (h, c)
+        hd = self.config.hidden_dim
+        h_aug = torch.empty(z.shape[0], hd + 1, device=z.device, dtype=z.dtype)
+        h_aug[:, hd].fill_(1.0)
+        h, c = self._fused_lstm_step(z, actions, state, h_out=h_aug[:, :hd])
+        out = torch.mm(h_aug, self._fused_weight("head").t())
+        return self._split_heads(out), (h, c)
 
     def recurrent_step(
         self, z: torch.Tensor, actions: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
@@ -127,22 +141,54 @@ class MDNRNN(nn.Module):
         return self._fused_lstm_step(z, actions, state)
 
     def _fused_lstm_step(
-        self, z: torch.Tensor, actions: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+        self,
+        z: torch.Tensor,
+        actions: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
+        h_out: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The LSTM cell as [z, a, h, 1] @ [W_ih | W_hh | b_ih + b_hh]ᵀ, gates reordered (i, f, o, g)
-        so one in-place sigmoid covers three of them. Inference only (the weights are a copy)."""
+        so one in-place sigmoid covers three of them; h is written into `h_out` when given.
+        Inference only: the fused weights are a copy."""
         h, c = state
         hd = self.config.hidden_dim
         ones = torch.ones(z.shape[0], 1, device=z.device, dtype=z.dtype)
-        gates = torch.mm(torch.cat([z, actions, h, ones], dim=1), self._fused_lstm_weight().t())
+        gates = torch.mm(torch.cat([z, actions, h, ones], dim=1), self._fused_weight("lstm").t())
         gates[:, : 3 * hd].sigmoid_()
         gates[:, 3 * hd :].tanh_()
         i, f, o, g = gates.split(hd, dim=1)
         c_next = f * c
         c_next.addcmul_(i, g)
-        h_next = torch.tanh(c_next)
+        h_next = torch.tanh(c_next, out=h_out) if h_out is not None else torch.tanh(c_next)
         h_next.mul_(o)
         return h_next, c_next
+
+    def _fused_weight(self, which: str) -> torch.Tensor:
+        """Cached bias-augmented weights for the inference step.
+
+        "lstm": (4H, Z + A + H + 1) = [W_ih | W_hh | b_ih + b_hh], gate rows reordered (i, f, o, g);
+        "head": (K + 2KZ + 2, H + 1) = [W | b]. Rebuilt when a weight is replaced (`.to`,
+        `load_state_dict`) or changed in place (optimizer steps bump a tensor's version); writes
+        through `.data` bypass the version counter and are not seen.
+        """
+        lstm = self.lstm
+        if which == "lstm":
+            params = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+        else:
+            params = (self.head.weight, self.head.bias)
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        cache: dict = self.__dict__.setdefault("_fused_cache", {})
+        if which not in cache or cache[which][0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                if which == "lstm":
+                    hd = self.config.hidden_dim
+                    bias = (params[2] + params[3]).unsqueeze(1)
+                    w = torch.cat([params[0], params[1], bias], dim=1)
+                    w = w.view(4, hd, -1)[[0, 1, 3, 2]].reshape(4 * hd, -1)
+                else:
+                    w = torch.cat([params[0], params[1].unsqueeze(1)], dim=1)
+                cache[which] = (key, w.contiguous())
+        return cache[which][1]
 
     def _fused_lstm_weight(self) -> torch.Tensor:
         """(4H, Z + A + H + 1) copy of the LSTM weights and summed biases, gate order (i, f, o, g).

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 ENCODER_CHANNELS = (32, 64, 128, 256)
 DECODER_KERNELS = (5, 5, 6, 6)

@@ -1,0 +1,145 @@
+"""V's training throughput: dreamgym's loop vs a plain PyTorch loop, in images per second.
+
+    python benchmarks/vae_training.py [--threads 1 2] [--rounds 3] [--seconds 6] [--data DATA]
+
+Rows (same frames, same Adam learning rate; each row is one configuration):
+
+- `plain, textbook V`: the paper's ConvVAE written the obvious way (the first transposed conv
+  applied to a 1×1 map), float32 NCHW input, default Adam, batch 100 — what a user would write;
+- `plain, dreamgym V`: the same loop with dreamgym's ConvVAE, whose decoder computes that first
+  transposed conv as the matmul it is (same weights, same result);
+- `+ channels_last`, `+ fused Adam`: one change each on top of the previous row;
+- `bf16 autocast`: for reference; only worth it on CPUs with AMX (or on CUDA);
+- `dreamgym.train (batch B)`: the real `train_vae_epoch` code path.
+
+Rows are measured in interleaved rounds (the machine may be shared) and the median is printed.
+Frames are random uint8 unless `--data` points at a dataset (the content does not change speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from dreamgym.models.vae import ConvVAE, VAEConfig, vae_loss
+from dreamgym.train import frames_to_batch, make_adam, prepare_vae_for_training, train_vae_epoch
+
+
+class TextbookVAE(ConvVAE):
+    """The paper's V with the decoder applied literally: fc → 1×1 map → transposed convs."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.fc_dec(z).view(-1, 1024, 1, 1))
+
+
+def plain_step(
+    model_cls: type[ConvVAE],
+    frames: np.ndarray,
+    batch: int,
+    channels_last: bool = False,
+    fused: bool = False,
+    bf16: bool = False,
+) -> Callable[[], int]:
+    """One training step of a straightforward loop; returns a closure that does one step."""
+    torch.manual_seed(0)
+    vae = model_cls(VAEConfig(latent_dim=32))
+    if channels_last:
+        vae = vae.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3, fused=fused or None)
+    rng = np.random.default_rng(0)
+
+    def step() -> int:
+        idx = rng.integers(0, len(frames), batch)
+        x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2)
+        x = x.float().div(255.0) if channels_last else x.contiguous().float().div(255.0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            recon, mu, logvar = vae(x)
+        loss, _, _ = vae_loss(recon.float(), x, mu.float(), logvar.float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return batch
+
+    return step
+
+
+def dreamgym_step(frames: np.ndarray, batch: int) -> Callable[[], int]:
+    """`train_vae_epoch` (the code `dreamgym train` runs) over a few batches per call."""
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    vae = prepare_vae_for_training(ConvVAE(VAEConfig(latent_dim=32)), device)
+    opt = make_adam(vae.parameters(), 1e-3)
+    counter = iter(range(10**9))
+    chunk = 4 * batch
+
+    def step() -> int:
+        epoch = next(counter)
+        idx = np.random.default_rng(epoch).integers(0, len(frames), chunk)
+        train_vae_epoch(vae, opt, frames, idx, batch, seed=0, epoch=epoch, device=device)
+        return chunk
+
+    return step
+
+
+def measure(step: Callable[[], int], seconds: float) -> float:
+    step()  # warm-up (allocator, oneDNN primitive cache)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        n += step()
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--data", default=None, help="a dataset directory (default: random frames)")
+    args = parser.parse_args()
+
+    if args.data:
+        from dreamgym.data import iter_episodes
+
+        frames = np.concatenate([a["frames"] for _, a in iter_episodes(args.data)])[:20000]
+    else:
+        frames = np.random.default_rng(0).integers(0, 256, (5000, 64, 64, 3), dtype=np.uint8)
+    assert frames_to_batch(frames, np.arange(2), torch.device("cpu")).shape == (2, 3, 64, 64)
+
+    rows: dict[str, Callable[[], Callable[[], int]]] = {
+        "plain, textbook V (batch 100)": lambda: plain_step(TextbookVAE, frames, 100),
+        "plain, dreamgym V (batch 100)": lambda: plain_step(ConvVAE, frames, 100),
+        "  + channels_last": lambda: plain_step(ConvVAE, frames, 100, channels_last=True),
+        "  + fused Adam": lambda: plain_step(ConvVAE, frames, 100, channels_last=True, fused=True),
+        "  bf16 autocast (reference)": lambda: plain_step(
+            ConvVAE, frames, 100, channels_last=True, fused=True, bf16=True
+        ),
+        "dreamgym.train (batch 100)": lambda: dreamgym_step(frames, 100),
+        "dreamgym.train (batch 256)": lambda: dreamgym_step(frames, 256),
+    }
+    print(f"torch {torch.__version__}, {len(frames)} frames, median of {args.rounds} rounds")
+    header = f"{'configuration':34s}" + "".join(f"{f'{t} thr img/s':>14s}" for t in args.threads)
+    print(header)
+    print("-" * len(header))
+    results: dict[tuple[str, int], list[float]] = {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        steps = {name: make() for name, make in rows.items()}
+        for _ in range(args.rounds):
+            for name, step in steps.items():
+                results.setdefault((name, threads), []).append(measure(step, args.seconds))
+    base = {t: statistics.median(results[(next(iter(rows)), t)]) for t in args.threads}
+    for name in rows:
+        cells = ""
+        for t in args.threads:
+            v = statistics.median(results[(name, t)])
+            cells += f"{v:8.1f} ×{v / base[t]:.2f}"
+        print(f"{name:34s}{cells}")
+
+
+if __name__ == "__main__":
+    main()
