@@ -120,7 +120,8 @@ class MDNRNN(nn.Module):
         h_aug = torch.empty(z.shape[0], hd + 1, device=z.device, dtype=z.dtype)
         h_aug[:, hd].fill_(1.0)
         h, c = self._fused_lstm_step(z, actions, state, h_out=h_aug[:, :hd])
-        out = torch.mm(h_aug, self._fused_weight("head").t())
+        w = self._fused_weight("head")  # output rows padded to a multiple of 16 (see below)
+        out = torch.mm(h_aug, w.t())[:, : self.head.out_features]
         return self._split_heads(out), (h, c)
 
     def recurrent_step(
@@ -167,7 +168,7 @@ class MDNRNN(nn.Module):
         """Cached bias-augmented weights for the inference step.
 
         "lstm": (4H, Z + A + H + 1) = [W_ih | W_hh | b_ih + b_hh], gate rows reordered (i, f, o, g);
-        "head": (K + 2KZ + 2, H + 1) = [W | b]. Rebuilt when a weight is replaced (`.to`,
+        "head": (K + 2KZ + 2 + pad, H + 1) = [W | b]. Rebuilt when a weight is replaced (`.to`,
         `load_state_dict`) or changed in place (optimizer steps bump a tensor's version); writes
         through `.data` bypass the version counter and are not seen.
         """
@@ -187,6 +188,9 @@ class MDNRNN(nn.Module):
                     w = w.view(4, hd, -1)[[0, 1, 3, 2]].reshape(4 * hd, -1)
                 else:
                     w = torch.cat([params[0], params[1].unsqueeze(1)], dim=1)
+                    # Zero rows up to a multiple of 16 outputs: MKL's sgemm runs ~1.3× faster
+                    # on the head (327 → 336 outputs for the paper's CarRacing size).
+                    w = torch.nn.functional.pad(w, (0, 0, 0, -w.shape[0] % 16))
                 cache[which] = (key, w.contiguous())
         return cache[which][1]
 
