@@ -59,11 +59,15 @@ def _upscale(frame: np.ndarray, scale: int = VIDEO_SCALE) -> np.ndarray:
 
 def side_by_side_frames(world: Any, policy_spec: str, steps: int, seed: int) -> list[np.ndarray]:
     """Real frames | what V sees | a dream episode of the same policy, one row per step."""
+    import torch
+
     from dreamgym.envs.dream import DreamVectorEnv
     from dreamgym.evaluation import load_policy
     from dreamgym.wrappers import make_real
 
     policy = load_policy(policy_spec, world, seed=seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one frame a step: threads only spin-wait (see evaluate_real)
     real = make_real(world, obs_mode=policy.obs_mode)
     dream = DreamVectorEnv(world, num_envs=1, obs_mode=policy.obs_mode, device="cpu")
     frames: list[np.ndarray] = []
@@ -98,6 +102,7 @@ def side_by_side_frames(world: Any, policy_spec: str, steps: int, seed: int) -> 
             if real_done and (term_d[0] or trunc_d[0]):
                 break
     finally:
+        torch.set_num_threads(threads)
         real.close()
     return frames
 
