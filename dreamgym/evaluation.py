@@ -110,7 +110,7 @@ class _FramePolicy:
         self.tracker = LatentTracker(world)
 
     def reset(self, seed: int) -> None:
-        self.tracker.reset()
+        self.tracker.reset(seed)
         if hasattr(self.policy, "rng"):
             self.policy.rng = np.random.default_rng(seed)
 

@@ -8,7 +8,8 @@ sees [z, h] in both places. `WorldModelObservation` is that loop as a Gymnasium 
 Conventions match the dream exactly (`dreamgym.envs.dream.DreamVectorEnv`):
 
 - a frame is preprocessed by the world's own `FramePreprocessing` (the one its data was
-  collected with) and encoded to V's **mean** z = mu (no sampling noise in reality);
+  collected with) and encoded by V into z ~ N(mu, σ²), as the dream's z are samples
+  (`z_mode="mean"` gives z = mu; see `Z_MODES`);
 - at reset h_0 = c_0 = 0; after the action a_t, M's LSTM consumes (z_t, a_t), the encoded action
   being what the dream feeds M (Box clipped to the bounds, Discrete one-hot:
   `spaces.encode_actions_tensor`), so the observation after a step is [z_{t+1}, h_{t+1}];
@@ -29,6 +30,13 @@ from dreamgym.envs.dream import OBS_MODES, observation_space_for, resolve_device
 from dreamgym.spaces import encode_actions_tensor, same_action_space
 from dreamgym.world import World
 
+Z_MODES = ("sample", "mean")
+"""How a real frame becomes z. "sample" (default): z ~ N(mu, σ²) from V's posterior, the
+distribution M was trained on and the dream samples from (the paper's code encodes real frames
+the same way). "mean": z = mu. Measured on the TakeCover world: dims V leaves unused have
+mu ≈ 0, σ ≈ 1, so mean z has std 0.41 where dream z has 0.90, and a dream-trained controller
+sees inputs it never met (it collapsed to one action in reality)."""
+
 
 class WorldModelMismatchError(ValueError):
     """A world is used with a real env it was not learned from."""
@@ -39,7 +47,7 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     ## Description
     Wraps the real env a world was learned from (e.g. `CarRacing-v3`, `VizdoomTakeCover-v1`). Each
-    real observation is preprocessed as during collection, encoded by V (mean z), and M's LSTM is
+    real observation is preprocessed as during collection, encoded by V (a posterior sample, see `Z_MODES`), and M's LSTM is
     stepped with (z_t, a_t) after each action to track h (Ha & Schmidhuber 2018, §3.3).
 
     A plain `gym.Wrapper`, not an `ObservationWrapper`: the observation depends on the action
@@ -74,11 +82,13 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
         check_env_id: bool = True,
+        z_mode: str = "sample",
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self,
             world=str(world.path) if isinstance(world, World) and world.path else world,
             obs_mode=obs_mode,
+            z_mode=z_mode,
             device=str(device),
             max_episode_steps=max_episode_steps,
             check_env_id=check_env_id,
@@ -108,7 +118,7 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             ) from e
 
         self.observation_space = observation_space_for(self.world, obs_mode)
-        self.tracker = LatentTracker(self.world, self.device)
+        self.tracker = LatentTracker(self.world, self.device, z_mode=z_mode)
         self._t = 0
 
     # --- what the policy sees ----------------------------------------------------------------
@@ -136,7 +146,7 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
-        self.tracker.reset()
+        self.tracker.reset(seed)
         self._t = 0
         self.tracker.see(self.preprocessing(obs))
         return self.tracker.observation(self.obs_mode), info
@@ -164,9 +174,16 @@ class LatentTracker:
     which `dreamgym collect --policy FILE` uses to collect with a trained controller).
     """
 
-    def __init__(self, world: World, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, world: World, device: torch.device | str = "cpu", z_mode: str = "sample"
+    ) -> None:
+        if z_mode not in Z_MODES:
+            raise ValueError(f"z_mode must be one of {Z_MODES}, got {z_mode!r}")
         self.world = world
         self.device = torch.device(device)
+        self.z_mode = z_mode
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(0)
         self._space = world.action_space
         self._discrete = isinstance(self._space, gym.spaces.Discrete)
         if not self._discrete:
@@ -177,16 +194,21 @@ class LatentTracker:
         self._c = torch.zeros(1, world.hidden_dim, device=self.device)
         self.last_frame: np.ndarray | None = None
 
-    def reset(self) -> None:
-        """h_0 = c_0 = 0, as in the dream."""
+    def reset(self, seed: int | None = None) -> None:
+        """h_0 = c_0 = 0, as in the dream; a seed reseeds the z samples (z_mode="sample")."""
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
         self._h = torch.zeros_like(self._h)
         self._c = torch.zeros_like(self._c)
 
     @torch.inference_mode()
     def see(self, frame: np.ndarray) -> None:
-        """Encode one preprocessed uint8 64×64×3 frame: z = V's mean (no sampling in reality)."""
+        """Encode one preprocessed uint8 64×64×3 frame into z (see `Z_MODES`)."""
         self.last_frame = frame
-        mu, _ = self.world.vae.encode(torch.tensor(frame, device=self.device).unsqueeze(0))
+        mu, logvar = self.world.vae.encode(torch.tensor(frame, device=self.device).unsqueeze(0))
+        if self.z_mode == "sample":
+            eps = torch.randn(mu.shape, generator=self.generator, device=self.device)
+            mu = mu + torch.exp(0.5 * logvar) * eps
         self._z = mu
 
     @torch.inference_mode()

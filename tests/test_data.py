@@ -269,7 +269,10 @@ def test_collect_with_a_controller_file_tracks_z_and_h(tmp_path: Path) -> None:
     manifest = load_manifest(tmp_path / "data")
     assert "ctrl" in manifest["policy"]
     (entry, ep), *_ = iter_episodes(tmp_path / "data")
+    from dreamgym.data import _policy_seed
+
     tracker, policy = LatentTracker(world), ControllerPolicy(ctrl)
+    tracker.reset(_policy_seed(0, entry["index"]))  # the frame policy's z samples are seeded so
     for frame, action in zip(ep["frames"][:-1], ep["actions"], strict=True):
         tracker.see(frame)
         expected = policy.act(tracker.observation("zh")[None])[0]

@@ -84,7 +84,7 @@ def check_tracking(
 ) -> None:
     """Wrapper obs == [V's mu of the real frame, h from M's LSTM over (z_{t-1}, encoded a_{t-1})]."""
     raw = RawObs(make_real_env(env_id))
-    env = WorldModelObservation(raw, world, obs_mode="zh")
+    env = WorldModelObservation(raw, world, obs_mode="zh", z_mode="mean")
     try:
         obs, _ = env.reset(seed=3)
         z = mean_z(world, raw.last)
@@ -143,7 +143,7 @@ def test_doom_dict_discrete_tracking_matches_manual(doom_world: World) -> None:
 
 def test_z_and_pixels_modes(car_world: World) -> None:
     raw = RawObs(make_real_env(CAR))
-    z_env = WorldModelObservation(raw, car_world, obs_mode="z")
+    z_env = WorldModelObservation(raw, car_world, obs_mode="z", z_mode="mean")
     try:
         obs, _ = z_env.reset(seed=1)
         z = mean_z(car_world, raw.last)
@@ -152,7 +152,7 @@ def test_z_and_pixels_modes(car_world: World) -> None:
     finally:
         z_env.close()
     raw = RawObs(make_real_env(CAR))
-    px_env = WorldModelObservation(raw, car_world, obs_mode="pixels")
+    px_env = WorldModelObservation(raw, car_world, obs_mode="pixels", z_mode="mean")
     try:
         obs, _ = px_env.reset(seed=1)
         obs, *_ = px_env.step(np.array([0.0, 1.0, 0.0], np.float32))
@@ -262,5 +262,27 @@ def test_gymnasium_check_env_and_spec_remake(tmp_path: Any, car_world: World) ->
     try:
         assert env.spec.additional_wrappers[-1].kwargs["world"] == str(tmp_path / "car")
         check_env(env, skip_render_check=True)  # also rebuilds the env from env.spec
+    finally:
+        env.close()
+
+
+def test_default_z_is_a_seeded_posterior_sample(car_world: World) -> None:
+    """z_mode="sample" (default): z ~ N(mu, σ²) like the dream's z; same seed, same z."""
+    raw = RawObs(make_real_env(CAR))
+    env = WorldModelObservation(raw, car_world, obs_mode="z")
+    try:
+        first, _ = env.reset(seed=5)
+        again, _ = env.reset(seed=5)
+        other, _ = env.reset(seed=6)
+        np.testing.assert_array_equal(first, again)
+        assert not np.array_equal(first, other)
+        frame = car_world.preprocessing(raw.last)
+        with torch.no_grad():
+            mu, logvar = car_world.vae.encode(torch.as_tensor(frame.copy()).unsqueeze(0))
+        gen = torch.Generator().manual_seed(6)
+        expected = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)
+        np.testing.assert_allclose(other, expected[0].numpy(), rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match="z_mode"):
+            WorldModelObservation(make_real_env(CAR), car_world, z_mode="median")
     finally:
         env.close()
