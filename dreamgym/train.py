@@ -1228,6 +1228,28 @@ def _stage_bar(desc: str, total: int, initial: int, progress: bool) -> Any:
     )
 
 
+def _commit_epoch(
+    ws: Workspace,
+    progress: dict[str, Any],
+    stage: str,
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    record: dict[str, Any],
+    on_epoch: EpochCallback | None,
+) -> None:
+    """Checkpoint, then record the epoch in progress.json (the commit point), then prune."""
+    ckpt = ws.save_checkpoint(stage, epoch, model, optimizer)
+    st = progress[stage]
+    st.update(epochs_done=epoch, checkpoint=ckpt)
+    st["history"].append(record)
+    st["seconds"] += record["seconds"]
+    ws.save_progress(progress)
+    ws.prune(stage, ckpt["file"])
+    if on_epoch is not None:
+        on_epoch(stage, epoch, record)
+
+
 def train_world(config: TrainConfig, on_epoch: EpochCallback | None = None) -> Path:
     """Train V and M on `config.data` and write the world bundle to `config.out`; returns it.
 
@@ -1388,14 +1410,7 @@ def _run(
                 bar.set_postfix(
                     loss=f"{record['loss']:.1f}", val_mse=f"{record['val_recon_mse']:.5f}"
                 )
-                ckpt = ws.save_checkpoint("vae", epoch + 1, vae, vae_opt)
-                st.update(epochs_done=epoch + 1, checkpoint=ckpt)
-                st["history"].append(record)
-                st["seconds"] += record["seconds"]
-                ws.save_progress(progress)
-                ws.prune("vae", ckpt["file"])
-                if on_epoch is not None:
-                    on_epoch("vae", epoch + 1, record)
+                _commit_epoch(ws, progress, "vae", epoch + 1, vae, vae_opt, record, on_epoch)
         finally:
             bar.close()
 
@@ -1498,15 +1513,8 @@ def _run(
                 bar.set_postfix(
                     loss=f"{record['loss']:.2f}", val_nll_dim=f"{val['nll_per_dim']:.3f}"
                 )
-                ckpt = ws.save_checkpoint("rnn", epoch + 1, rnn, rnn_opt)
-                rs.update(epochs_done=epoch + 1, checkpoint=ckpt)
-                rs["history"].append(record)
-                rs["seconds"] += record["seconds"]
                 progress.update(metrics=None, bundle=None)
-                ws.save_progress(progress)
-                ws.prune("rnn", ckpt["file"])
-                if on_epoch is not None:
-                    on_epoch("rnn", epoch + 1, record)
+                _commit_epoch(ws, progress, "rnn", epoch + 1, rnn, rnn_opt, record, on_epoch)
         finally:
             bar.close()
 
