@@ -62,6 +62,15 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+def _takes_list(tp: Any) -> bool:
+    """A `list[...]` field (alone or in a union, e.g. `str | list[str]`) takes one or more values."""
+    if typing.get_origin(tp) is list:
+        return True
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(typing.get_origin(a) is list for a in typing.get_args(tp))
+    return False
+
+
 def _option_type(tp: Any) -> tuple[Callable[[str], Any] | None, bool]:
     """(argparse type, is_bool) for a dataclass field type (handles `X | None`)."""
     origin = typing.get_origin(tp)
@@ -93,6 +102,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
             else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         )
         kwargs: dict[str, Any] = {"dest": f.name, "help": help_text}
+        if _takes_list(hints[f.name]):
+            kwargs["nargs"] = "+"
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if f.metadata.get("choice_flags"):

@@ -37,7 +37,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from torch.nn import functional as F
 
 from dreamgym.data import (
     CorruptShardError,
+    DatasetMismatchError,
     DatasetReport,
     load_episode,
     load_manifest,
@@ -60,6 +61,7 @@ from dreamgym.spaces import action_input_dim, action_space_from_dict, encode_act
 from dreamgym.world import (
     CONFIG_FILE,
     MODEL_CARD_FILE,
+    VAE_FILE,
     World,
     atomic_save_safetensors,
     atomic_write_bytes,
@@ -102,11 +104,23 @@ _WEIGHTS_DTYPES = ("auto", "float16", "float32")
 class TrainConfig:
     """Options of `dreamgym train` (one `--kebab-case` flag per field)."""
 
-    data: str = field(metadata={"help": "dataset directory written by `dreamgym collect`"})
+    data: str | list[str] = field(
+        metadata={
+            "help": "dataset directory written by `dreamgym collect`, or several of the same env "
+            "(e.g. random rollouts plus rollouts of the current controller: iterative training)"
+        }
+    )
     out: str = field(
         metadata={"help": "directory to write the world bundle into (resumes a run there)"}
     )
     vae_epochs: int = field(default=10, metadata={"help": "passes of V over the training frames"})
+    vae_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "start V from this world's V (bundled name or directory); with --vae-epochs 0 "
+            "V is kept as it is and only M is trained (iterative training on new data)"
+        },
+    )
     rnn_epochs: int = field(default=20, metadata={"help": "passes of M over the training episodes"})
     latent: int = field(
         default=32, metadata={"help": "size of V's latent z (paper: 32 CarRacing, 64 Doom)"}
@@ -256,6 +270,51 @@ def select_episodes(
     return selected
 
 
+def data_dirs(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+    """`--data` as a list of dataset directories (one or several), without duplicates."""
+    dirs = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
+    if not dirs:
+        raise ValueError("--data needs at least one dataset directory")
+    seen = [str(Path(d).resolve()) for d in dirs]
+    if len(set(seen)) != len(seen):
+        raise ValueError(f"--data lists a dataset twice ({' '.join(dirs)}); give each once")
+    return dirs
+
+
+# What must agree between datasets trained on together (their policy, seed and limits may differ).
+_SHARED_MANIFEST_KEYS = ("env_id", "preprocessing", "action_space", "frame_shape")
+
+
+def load_manifests(dirs: list[str]) -> list[dict[str, Any]]:
+    """Each dataset's manifest; DatasetMismatchError if they do not record the same env."""
+    manifests = [load_manifest(d) for d in dirs]
+    for d, m in zip(dirs[1:], manifests[1:], strict=True):
+        for key in _SHARED_MANIFEST_KEYS:
+            if m.get(key) != manifests[0].get(key):
+                raise DatasetMismatchError(
+                    f"--data {d} was collected with {key}={m.get(key)!r}, but {dirs[0]} with "
+                    f"{manifests[0].get(key)!r}; a world is trained on datasets of one env and "
+                    "one preprocessing — collect the new rollouts with the same --env"
+                )
+    return manifests
+
+
+def select_from_datasets(
+    dirs: list[str], manifests: list[dict[str, Any]], max_frames: int | None
+) -> list[tuple[dict[str, Any], int]]:
+    """`select_episodes` over several datasets in order; each entry records its `data_dir`."""
+    selected: list[tuple[dict[str, Any], int]] = []
+    budget = max_frames
+    for d, manifest in zip(dirs, manifests, strict=True):
+        if budget is not None and budget < 2:
+            break
+        part = select_episodes(manifest, budget)
+        selected += [({**entry, "data_dir": d}, steps) for entry, steps in part]
+        if budget is not None:
+            budget -= sum(steps + 1 for _, steps in part)
+    return selected
+
+
 def split_episodes(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) episode positions: a seeded random `val_fraction` of the episodes is held out."""
     n_val = max(1, int(round(n * val_fraction)))
@@ -289,7 +348,9 @@ def load_episodes(
     bar = tqdm(selected, desc="load data", unit="ep", disable=not progress, dynamic_ncols=True)
     for entry, steps in bar:
         try:
-            arrays = load_episode(data_dir, entry, verify=True, manifest=manifest)
+            arrays = load_episode(
+                entry.get("data_dir", data_dir), entry, verify=True, manifest=manifest
+            )
         except CorruptShardError as e:
             problems.append(str(e))
         else:
@@ -859,13 +920,19 @@ class Workspace:
 
 
 def _fingerprint(
-    config: TrainConfig, manifest: dict[str, Any], selected: list[tuple[dict[str, Any], int]]
+    config: TrainConfig,
+    manifest: dict[str, Any],
+    selected: list[tuple[dict[str, Any], int]],
+    vae_from_sha256: str | None = None,
 ) -> dict[str, Any]:
     h = hashlib.sha256()
     for entry, steps in selected:
         h.update(f"{entry['file']}:{entry['sha256']}:{steps};".encode())
+    options = {f: getattr(config, f) for f in _FINGERPRINT_FIELDS}
+    if vae_from_sha256 is not None:  # only when set, so runs without it keep their fingerprint
+        options["vae_from"] = vae_from_sha256
     return {
-        "options": {f: getattr(config, f) for f in _FINGERPRINT_FIELDS},
+        "options": options,
         "data": {
             "env_id": manifest["env_id"],
             "episodes": len(selected),
@@ -1057,7 +1124,7 @@ def model_card(config: dict[str, Any]) -> str:
         "",
         "## Data",
         "",
-        f"- Dataset: `{prov.get('data')}` (policy `{prov.get('data_policy')}`)",
+        *_dataset_lines(prov),
         f"- Episodes: {eps.get('train')} for training, {eps.get('val')} held out; "
         f"{prov.get('real_steps')} real env steps, {prov.get('frames')} frames.",
         "",
@@ -1120,6 +1187,22 @@ def model_card(config: dict[str, Any]) -> str:
 # The job
 
 
+def _dataset_lines(prov: dict[str, Any]) -> list[str]:
+    """The card's dataset line(s): one per `--data` directory, with its policy and episodes."""
+    data, policy = prov.get("data"), prov.get("data_policy")
+    if not isinstance(data, list):
+        lines = [f"- Dataset: `{data}` (policy `{policy}`)"]
+    else:
+        counts = prov.get("data_episodes") or [None] * len(data)
+        lines = ["- Datasets:"] + [
+            f"  - `{d}` (policy `{p}`, {n} episodes)"
+            for d, p, n in zip(data, policy, counts, strict=False)
+        ]
+    if prov.get("vae_from"):
+        lines.append(f"- V started from the world `{prov['vae_from']}`.")
+    return lines
+
+
 def _check_config(config: TrainConfig) -> None:
     positive = ("latent", "hidden", "mixtures", "vae_batch", "rnn_batch", "seq_len")
     for name in positive:
@@ -1153,6 +1236,8 @@ def command_line(config: TrainConfig) -> str:
             flag = "--" + f.name.replace("_", "-")
             if isinstance(value, bool):
                 parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
+            elif isinstance(value, (list, tuple)):
+                parts += [flag, *map(str, value)]
             else:
                 parts += [flag, str(value)]
     return shlex.join(parts)
@@ -1258,19 +1343,24 @@ def train_world(config: TrainConfig, on_epoch: EpochCallback | None = None) -> P
     """
     _check_config(config)
     wall_start = time.perf_counter()
-    manifest = load_manifest(config.data)
+    dirs = data_dirs(config.data)
+    manifests = load_manifests(dirs)
+    manifest = manifests[0]
     env_id = manifest["env_id"]
-    selected = select_episodes(manifest, config.max_frames)
+    selected = select_from_datasets(dirs, manifests, config.max_frames)
     if len(selected) < 2:
         cut = f" (cut to {config.max_frames} frames by --max-frames)" if config.max_frames else ""
         raise ValueError(
-            f"dataset {config.data} has {len(selected)} usable episode(s){cut}: too few to train "
-            "on some and hold out others (--val-fraction); collect at least 2, e.g. "
-            f"dreamgym collect --env {env_id} --episodes 10 --out {config.data}"
+            f"dataset {' '.join(dirs)} has {len(selected)} usable episode(s){cut}: too few to "
+            "train on some and hold out others (--val-fraction); collect at least 2, e.g. "
+            f"dreamgym collect --env {env_id} --episodes 10 --out {dirs[0]}"
         )
+    vae_from = _load_vae_from(config, manifest)
     out = Path(config.out)
     ws = Workspace(out)
-    fingerprint = _fingerprint(config, manifest, selected)
+    fingerprint = _fingerprint(
+        config, manifest, selected, None if vae_from is None else vae_from[1]
+    )
     progress = ws.load_progress()
     if progress is None and (out / CONFIG_FILE).exists():
         raise TrainingStateError(
@@ -1315,13 +1405,13 @@ def train_world(config: TrainConfig, on_epoch: EpochCallback | None = None) -> P
             return out
 
     # Everything about the data is checked before OUT is touched.
-    data = load_episodes(config.data, manifest, selected, progress=config.progress)
+    data = load_episodes(dirs[0], manifest, selected, progress=config.progress)
     n_eps = len(selected)
     train_eps, val_eps = split_episodes(n_eps, config.val_fraction, config.seed)
     if len(train_eps) < 1:
         raise ValueError(
             f"--val-fraction {config.val_fraction} leaves no training episode out of {n_eps}; "
-            f"lower it or collect more (dreamgym collect --episodes N --out {config.data})"
+            f"lower it or collect more (dreamgym collect --episodes N --out {dirs[0]})"
         )
 
     from dreamgym.envs.dream import resolve_device
@@ -1348,9 +1438,34 @@ def train_world(config: TrainConfig, on_epoch: EpochCallback | None = None) -> P
                 device,
                 wall_start,
                 out_settings,
+                dirs,
+                manifests,
+                None if vae_from is None else vae_from[0],
             )
     finally:
         torch.set_num_threads(old_threads)
+
+
+def _load_vae_from(config: TrainConfig, manifest: dict[str, Any]) -> tuple[ConvVAE, str] | None:
+    """(V of the --vae-from world, sha256 of its weights file), checked against the data."""
+    if config.vae_from is None:
+        return None
+    world = World.load(config.vae_from)
+    if world.env_id != manifest["env_id"] or world.preprocessing.to_dict() != manifest.get(
+        "preprocessing"
+    ):
+        raise ValueError(
+            f"--vae-from {config.vae_from} was trained on {world.env_id} frames with "
+            f"preprocessing {world.preprocessing.to_dict()}, but the data holds "
+            f"{manifest['env_id']} frames with {manifest.get('preprocessing')}; pass a world "
+            "of the same env"
+        )
+    if world.latent_dim != config.latent:
+        raise ValueError(
+            f"--vae-from {config.vae_from} has a {world.latent_dim}-d latent but --latent is "
+            f"{config.latent}; pass --latent {world.latent_dim}"
+        )
+    return world.vae, world.config["files"][VAE_FILE]
 
 
 def _run(
@@ -1365,6 +1480,9 @@ def _run(
     device: torch.device,
     wall_start: float,
     out_settings: dict[str, Any],
+    dirs: list[str],
+    manifests: list[dict[str, Any]],
+    vae_from: ConvVAE | None,
 ) -> Path:
     from safetensors.torch import load_file
 
@@ -1374,6 +1492,8 @@ def _run(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         vae = ConvVAE(vae_config)
+    if vae_from is not None:
+        vae.load_state_dict(vae_from.state_dict())
     vae = prepare_vae_for_training(vae, device)
     vae_opt = make_adam(vae.parameters(), config.vae_lr)
 
@@ -1596,17 +1716,27 @@ def _run(
 
     wall = progress.setdefault("wall_seconds", 0.0) + (time.perf_counter() - wall_start)
     steps_used = int(data.lengths.sum())
+    resolved = [str(Path(d).resolve()) for d in dirs]
+    policies = [m.get("policy") for m in manifests]
+    seeds = [m.get("seed") for m in manifests]
     world.config["provenance"] = {
         "kind": "trained",
         "command": command_line(config),
         "argv": shlex.join(sys.argv) if sys.argv and sys.argv[0] else None,
-        "data": str(Path(config.data).resolve()),
-        "data_policy": manifest.get("policy"),
-        "data_seed": manifest.get("seed"),
+        "data": resolved[0] if len(resolved) == 1 else resolved,
+        "data_policy": policies[0] if len(policies) == 1 else policies,
+        "data_seed": seeds[0] if len(seeds) == 1 else seeds,
+        "data_episodes": [sum(e.get("data_dir") == d for e in data.entries) for d in dirs],
+        "vae_from": config.vae_from,
         "episodes": {
             "train": int(len(train_eps)),
             "val": int(len(val_eps)),
-            "val_indices": [int(data.entries[e]["index"]) for e in val_eps],
+            "val_indices": [
+                int(data.entries[e]["index"])
+                if len(dirs) == 1
+                else [dirs.index(data.entries[e]["data_dir"]), int(data.entries[e]["index"])]
+                for e in val_eps
+            ],
         },
         "real_steps": steps_used,
         "train_steps": int(data.lengths[train_eps].sum()),

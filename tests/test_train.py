@@ -264,3 +264,43 @@ def test_cli_error_for_other_bundle(car_data: Path, tmp_path: Path) -> None:
     out.mkdir()
     (out / "config.json").write_text("{}")
     assert cli_main(["train", "--data", str(car_data), "--out", str(out), "--no-progress"]) == 2
+
+
+def test_iterative_training_on_two_datasets_keeps_v(
+    car_data: Path, doom_data: Path, tmp_path: Path
+) -> None:
+    """The paper's iterative step: new rollouts beside the old ones, V kept, only M retrained."""
+    first = train_world(TrainConfig(data=str(car_data), out=str(tmp_path / "w1"), **TINY))
+    more = tmp_path / "more"
+    collect(CAR, 2, more, workers=1, max_steps=STEPS, seed=100, progress=False)
+    out = tmp_path / "w2"
+    args = ["train", "--data", str(car_data), str(more), "--out", str(out)]
+    args += ["--vae-from", str(first), "--vae-epochs", "0"]
+    for k, v in TINY.items():
+        if k != "vae_epochs":
+            flag = "--" + k.replace("_", "-")
+            args += [f"--no-{flag[2:]}"] if v is False else [flag, str(v)]
+    assert cli_main(args) == 0
+    w1, w2 = World.load(first), World.load(out)
+    for k, v in w1.vae.state_dict().items():  # V is the first world's, bit for bit
+        assert torch.equal(v, w2.vae.state_dict()[k]), k
+    prov = w2.config["provenance"]
+    assert prov["data_episodes"] == [3, 2] and prov["real_steps"] == 5 * STEPS
+    assert prov["episodes"]["train"] + prov["episodes"]["val"] == 5
+    assert all(len(v) == 2 for v in prov["episodes"]["val_indices"])  # [dataset, index]
+    assert "--vae-from" in prov["command"] and str(more) in prov["command"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "- Datasets:" in card and "V started from the world" in card
+    # M really trained on the combined data: its weights differ from the first world's.
+    assert not torch.equal(w1.mdnrnn.head.weight, w2.mdnrnn.head.weight)
+
+    with pytest.raises(ValueError, match="one env"):  # CarRacing and Doom data do not mix
+        train_world(
+            TrainConfig(data=[str(car_data), str(doom_data)], out=str(tmp_path / "x"), **TINY)
+        )
+    with pytest.raises(ValueError, match="VizdoomTakeCover-v1 frames"):
+        train_world(
+            TrainConfig(data=str(doom_data), out=str(tmp_path / "y"), vae_from=str(first), **TINY)
+        )
+    with pytest.raises(ValueError, match="twice"):
+        train_world(TrainConfig(data=[str(more), str(more)], out=str(tmp_path / "z"), **TINY))
