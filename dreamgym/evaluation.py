@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import math
+import multiprocessing as mp
 import os
 import sys
 from dataclasses import dataclass, field
@@ -91,9 +92,11 @@ class FramePolicyFactory:
         load_policy(self.spec, self.world)  # fail now, in the parent, on any mismatch
 
     def __call__(self, env_id: str, action_space: gym.Space) -> _FramePolicy:
-        # One frame per step: extra torch threads only spin-wait beside the env. Measured with 2
-        # collection workers on 2 cores: 16 steps/s per worker at torch's default, vs ~200 at 1.
-        torch.set_num_threads(1)
+        if mp.parent_process() is not None:
+            # A collection worker: one frame per step, so extra torch threads only spin-wait beside
+            # the env. Measured with 2 workers on 2 cores: 16 steps/s per worker at torch's
+            # default, ~200 at 1. In-process collection leaves the caller's setting alone.
+            torch.set_num_threads(1)
         world = World.load(self.world)
         if world.env_id != env_id:
             raise ValueError(
