@@ -10,22 +10,26 @@ are safetensors and every file is checked against its recorded checksum and shap
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.models.vae import ConvVAE, VAEConfig
 from dreamgym.preprocessing import FramePreprocessing
 from dreamgym.spaces import action_input_dim, action_space_from_dict, action_space_to_dict
+from dreamgym.utils.files import (  # noqa: F401  (atomic_* re-exported until callers move)
+    atomic_save_safetensors,
+    atomic_write_bytes,
+    atomic_write_json,
+    sha256_file,
+)
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -39,51 +43,6 @@ BUNDLED_DIR = Path(__file__).parent / "worlds"
 
 class WorldLoadError(ValueError):
     """A world bundle is missing, incomplete, corrupt, or does not fit what it is used with."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; bundles are shared and packaged
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def bundled_world_names() -> list[str]:

@@ -1,0 +1,86 @@
+"""Hashing and atomic writes: readers never see half a file, a crash leaves the old one.
+
+Every file dreamgym writes (bundles, shards, manifests, checkpoints, controllers, reports) goes
+through `atomic_write_bytes`: write a temp file in the same folder, fsync it, rename it over the
+target, fsync the folder. One implementation, so every writer gets the same guarantees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+TMP_SUFFIX = ".tmp"
+"""Temp files end in this, so a folder scan can skip (and clean) what a crash left behind."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename in `directory` durable (a no-op where directories cannot be fsynced)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _temp_beside(path: Path):  # type: ignore[no-untyped-def]
+    """A temp file name in `path`'s folder; renamed over `path` on success, removed on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; bundles and datasets are shared
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file, fsync, rename, fsync the folder)."""
+    path = Path(path)
+    with _temp_beside(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """`obj` as indented JSON (key order kept), written atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Tensors (moved to the CPU, made contiguous) as a safetensors file, written atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    with _temp_beside(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
