@@ -18,7 +18,10 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-# sub-command → (module, config dataclass, function taking the config, one-line help)
+from dreamgym.utils.locks import FolderBusyError
+
+# sub-command → (module of its config dataclass, the dataclass, command module, one-line help).
+# The command module (dreamgym/commands/) has `run(config) -> int`: it calls the job and prints.
 JOBS: dict[str, tuple[str, str, str, str]] = {
     "init": (
         "dreamgym.init_world",
@@ -26,29 +29,19 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "init_world",
         "write an untrained world for a real env",
     ),
-    "collect": ("dreamgym.data", "CollectConfig", "collect_from_config", "collect real rollouts"),
-    "train": (
-        "dreamgym.train",
-        "TrainConfig",
-        "train_world",
-        "train V, then M, then write the bundle",
-    ),
+    "collect": ("dreamgym.data", "CollectConfig", "collect", "collect real rollouts"),
+    "train": ("dreamgym.train", "TrainConfig", "train", "train V, then M, then write the bundle"),
     "controller": (
         "dreamgym.controllers",
         "ControllerConfig",
-        "train_controller",
+        "controller",
         "CMA-ES linear controller in the batched dream",
     ),
-    "sb3": (
-        "dreamgym.sb3",
-        "SB3Config",
-        "train_agent",
-        "train a stable-baselines3 agent in the dream",
-    ),
+    "sb3": ("dreamgym.sb3", "SB3Config", "sb3", "train a stable-baselines3 agent in the dream"),
     "evaluate": (
         "dreamgym.evaluation",
         "EvaluateConfig",
-        "evaluate_from_config",
+        "evaluate",
         "returns of a policy in the dream or the real env",
     ),
     "gap": (
@@ -57,7 +50,7 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "gap",
         "dream vs real returns of one policy: table, CSV, JSON, plot",
     ),
-    "demo": ("dreamgym.demo", "DemoConfig", "run_demo", "the main job on the bundled worlds"),
+    "demo": ("dreamgym.demo", "DemoConfig", "demo", "the main job on the bundled worlds"),
     "play": ("dreamgym.play", "PlayConfig", "play", "drive inside the dream with the keyboard"),
 }
 
@@ -164,24 +157,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_job", None) is None:
         parser.print_help()
         return 0
-    module, cls_name, fn_name, _ = JOBS[args._job]
-    mod = importlib.import_module(module)
-    cls = getattr(mod, cls_name)
+    module, cls_name, command, _ = JOBS[args._job]
+    cls = getattr(importlib.import_module(module), cls_name)
     values = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)
     }
     config = cls(**values)
     try:
-        result = getattr(mod, fn_name)(config)
+        return int(importlib.import_module(f"dreamgym.commands.{command}").run(config))
     except KeyboardInterrupt:
         print("\ninterrupted — re-run the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, FolderBusyError) as e:
         print(f"dreamgym {args._job}: error: {e}", file=sys.stderr)
         return 2
-    if isinstance(result, int):
-        return result
-    return 0
 
 
 def print_json(obj: Any) -> None:

@@ -1,0 +1,6 @@
+"""The command layer: one module per `dreamgym` sub-command.
+
+Each module's `run(config) -> int` calls the library job (which returns a result and prints
+nothing), prints what the user should see, and returns the exit code. `dreamgym.cli` builds the
+parser from the jobs' config dataclasses and dispatches here; only this layer prints or exits.
+"""
