@@ -30,7 +30,12 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "write an untrained world for a real env",
     ),
     "collect": ("dreamgym.data", "CollectConfig", "collect", "collect real rollouts"),
-    "train": ("dreamgym.train", "TrainConfig", "train", "train V, then M, then write the bundle"),
+    "train": (
+        "dreamgym.training.config",
+        "TrainConfig",
+        "train",
+        "train V, then M, then write the bundle",
+    ),
     "controller": (
         "dreamgym.controllers",
         "ControllerConfig",
