@@ -381,7 +381,7 @@ class World:
                 )
 
         vae = ConvVAE(VAEConfig(**config["vae"]))
-        rnn = MDNRNN(MDNRNNConfig(**config["mdnrnn"]))
+        rnn = MDNRNN(MDNRNNConfig.from_dict(config["mdnrnn"]))  # no "mixture": shared
         _load_state(vae, path / VAE_FILE)
         _load_state(rnn, path / MDNRNN_FILE)
         latents = _read_safetensors(path / LATENTS_FILE)
@@ -441,7 +441,8 @@ def default_model_card(config: dict[str, Any]) -> str:
         "",
         f"- Real env: `{config['env_id']}`",
         f"- Latent z: {config['vae']['latent_dim']}, LSTM hidden: {config['mdnrnn']['hidden_dim']}, "
-        f"mixtures: {config['mdnrnn']['n_mixtures']}",
+        f"mixtures: {config['mdnrnn']['n_mixtures']} "
+        f"({config['mdnrnn'].get('mixture', 'shared').replace('_', ' ')})",
         f"- Default temperature τ: {config.get('temperature', 1.0)}",
         f"- Max episode steps: {config.get('max_episode_steps')}",
         "",

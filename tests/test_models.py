@@ -151,17 +151,23 @@ def test_mdnrnn_step_matches_sequence_forward() -> None:
     assert torch.allclose(out_none.mu, out_zero.mu)
 
 
-def test_mdnrnn_output_shapes_and_done_probability() -> None:
-    cfg = MDNRNNConfig(latent_dim=4, action_dim=2, hidden_dim=8, n_mixtures=3, done_pos_weight=4.0)
-    model = MDNRNN(cfg)
-    out, (h, c) = model.step(torch.zeros(5, 4), torch.zeros(5, 2), model.initial_state(5))
-    assert (
-        out.logpi.shape == (5, 3) and out.mu.shape == (5, 3, 4) and out.logsigma.shape == (5, 3, 4)
+@pytest.mark.parametrize("mixture", ["shared", "per_dim"])
+def test_mdnrnn_output_shapes_and_done_probability(mixture: str) -> None:
+    cfg = MDNRNNConfig(
+        latent_dim=4, action_dim=2, hidden_dim=8, n_mixtures=3, done_pos_weight=4.0, mixture=mixture
     )
+    model = MDNRNN(cfg)
+    assert model.head.out_features == (3 if mixture == "shared" else 12) + 2 * 3 * 4 + 2
+    out, (h, c) = model.step(torch.zeros(5, 4), torch.zeros(5, 2), model.initial_state(5))
+    pi_shape = (5, 3) if mixture == "shared" else (5, 3, 4)
+    assert out.logpi.shape == pi_shape and out.mu.shape == out.logsigma.shape == (5, 3, 4)
     assert (
         out.reward.shape == (5,) and out.done_logit.shape == (5,) and h.shape == c.shape == (5, 8)
     )
-    assert torch.allclose(out.logpi.exp().sum(-1), torch.ones(5))
+    k_dim = -1 if mixture == "shared" else -2
+    assert torch.allclose(out.logpi.exp().sum(k_dim), torch.ones(pi_shape[:1] + pi_shape[2:]))
+    seq, _ = model(torch.zeros(2, 7, 4), torch.zeros(2, 7, 2))
+    assert seq.logpi.shape == (2, 7, *pi_shape[1:]) and seq.mu.shape == (2, 7, 3, 4)
     # positive weight w multiplies the odds in training; done_probability divides them back
     p = model.done_probability(torch.tensor([0.0, math.log(4.0)]))
     assert torch.allclose(p, torch.tensor([0.2, 0.5]))

@@ -1,9 +1,21 @@
 """M: the MDN-RNN that predicts the next latent, the reward and the end of the episode.
 
-An LSTM reads [z_t, a_t]; from its output h_{t+1} a mixture-density head gives p(z_{t+1}) as a
-mixture of K diagonal Gaussians, and two scalar heads give the reward r_t and a done logit
-(Ha & Schmidhuber 2018, §2.2 and appendix A.2; done head as in their Doom experiment, §4.2).
-Temperature τ (§4.5): mixture weights π_k^{1/τ} renormalised and σ scaled by √τ.
+An LSTM reads [z_t, a_t]; from its output h_{t+1} a mixture-density head gives p(z_{t+1}), and
+two scalar heads give the reward r_t and a done logit (Ha & Schmidhuber 2018, §2.2 and appendix
+A.2; done head as in their Doom experiment, §4.2). Temperature τ (§4.5): mixture weights π_k^{1/τ}
+renormalised and σ scaled by √τ.
+
+Two kinds of mixture (`MDNRNNConfig.mixture`):
+
+- `"per_dim"` (default for new worlds, the paper's code, hardmaru/WorldModelsExperiments
+  doomrnn.py): every latent dim has its own mixture of K one-dimensional Gaussians and picks its
+  own component. `logpi` is (..., K, Z), normalised over K.
+- `"shared"` (worlds trained before per-dim mixtures, whose config has no `mixture` key): one
+  mixture of K diagonal Gaussians over all of z, one component choice for the whole vector.
+  `logpi` is (..., K).
+
+`mu` and `logsigma` are (..., K, Z) for both, so the functions below tell the kinds apart by the
+shape of `logpi` (`mixture_kind`) and serve both.
 """
 
 from __future__ import annotations
@@ -19,6 +31,12 @@ LOG_SIGMA_MIN = -5.0
 """log σ is bounded smoothly to [LOG_SIGMA_MIN, LOG_SIGMA_MAX] so the likelihood cannot blow up."""
 LOG_SIGMA_MAX = 2.0
 LOG_2PI = math.log(2.0 * math.pi)
+MIXTURE_KINDS = ("per_dim", "shared")
+"""`per_dim`: a mixture per latent dim (the paper's code); `shared`: one mixture over all of z."""
+LEGACY_MIXTURE = "shared"
+"""What a saved config without a `mixture` key was trained with (bundles before per-dim M)."""
+NLL_REDUCTIONS = ("mean", "sum")
+"""How the NLL of z_{t+1} is reduced over z's dims: averaged (the paper's code) or summed."""
 
 
 @dataclass
@@ -35,15 +53,32 @@ class MDNRNNConfig:
     """K, the number of Gaussians in the mixture over z_{t+1}."""
     done_pos_weight: float = 1.0
     """Weight of positive (done) examples in the done loss; sampling undoes it (see done_probability)."""
+    mixture: str = "per_dim"
+    """"per_dim" (each latent dim its own mixture, the paper's code) or "shared" (one for all)."""
+
+    def __post_init__(self) -> None:
+        if self.mixture not in MIXTURE_KINDS:
+            raise ValueError(f"mixture must be one of {MIXTURE_KINDS}, got {self.mixture!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MDNRNNConfig:
+        """A saved config; one without `mixture` predates per-dim mixtures and is "shared"."""
+        return cls(**{"mixture": LEGACY_MIXTURE, **d})
+
+    @property
+    def head_size(self) -> int:
+        """Outputs of M's head: mixture logits, means, log σ, then reward and done."""
+        k, z = self.n_mixtures, self.latent_dim
+        return (k if self.mixture == "shared" else k * z) + 2 * k * z + 2
 
 
 class MDNOutput(NamedTuple):
     """One prediction of M; leading dims are (B,) for a step or (B, T) for a sequence."""
 
-    logpi: torch.Tensor  # (..., K) log mixture weights, normalised
+    logpi: torch.Tensor  # (..., K) shared or (..., K, Z) per dim: log weights, normalised over K
     mu: torch.Tensor  # (..., K, Z)
     logsigma: torch.Tensor  # (..., K, Z)
     reward: torch.Tensor  # (...,)
@@ -58,8 +93,7 @@ class MDNRNN(nn.Module):
         self.config = config or MDNRNNConfig()
         c = self.config
         self.lstm = nn.LSTM(c.latent_dim + c.action_dim, c.hidden_dim, batch_first=True)
-        k, z = c.n_mixtures, c.latent_dim
-        self.head = nn.Linear(c.hidden_dim, k + 2 * k * z + 2)
+        self.head = nn.Linear(c.hidden_dim, c.head_size)
 
     @property
     def hidden_dim(self) -> int:
@@ -77,12 +111,18 @@ class MDNRNN(nn.Module):
         return self._split_heads(self.head(h))
 
     def _split_heads(self, out: torch.Tensor) -> MDNOutput:
-        """The head's raw output (..., K + 2KZ + 2) → MDNOutput."""
+        """The head's raw output (..., head_size) → MDNOutput."""
         c = self.config
         k, z = c.n_mixtures, c.latent_dim
         lead = out.shape[:-1]
-        logits, mu, raw_sigma, reward, done = torch.split(out, [k, k * z, k * z, 1, 1], dim=-1)
-        logpi = torch.log_softmax(logits, dim=-1)
+        n_logits = k if c.mixture == "shared" else k * z
+        logits, mu, raw_sigma, reward, done = torch.split(
+            out, [n_logits, k * z, k * z, 1, 1], dim=-1
+        )
+        if c.mixture == "shared":
+            logpi = torch.log_softmax(logits, dim=-1)
+        else:
+            logpi = torch.log_softmax(logits.reshape(*lead, k, z), dim=-2)
         logsigma = LOG_SIGMA_MIN + (LOG_SIGMA_MAX - LOG_SIGMA_MIN) * torch.sigmoid(raw_sigma)
         return MDNOutput(
             logpi,
@@ -97,12 +137,31 @@ class MDNRNN(nn.Module):
         z: torch.Tensor,
         actions: torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        resets: torch.Tensor | None = None,
     ) -> tuple[MDNOutput, tuple[torch.Tensor, torch.Tensor]]:
-        """Sequences z (B, T, Z), encoded actions (B, T, A) → predictions for each next step."""
+        """Sequences z (B, T, Z), encoded actions (B, T, A) → predictions for each next step.
+
+        `resets` (B, T) bool marks steps where an episode starts: (h, c) is zeroed just before
+        them, so a row may hold several episodes back to back (whole-episode training with the
+        state carried between chunks). The sequence is cut at the columns where any row resets
+        and each piece runs through the fused `nn.LSTM`: one call per piece, not per step.
+        """
         x = torch.cat([z, actions], dim=-1)
-        if state is not None:
-            state = (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous())
-        h_seq, (h, c) = self.lstm(x, state)
+        if resets is None:
+            if state is not None:
+                state = (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous())
+            h_seq, (h, c) = self.lstm(x, state)
+            return self.heads(h_seq), (h.squeeze(0), c.squeeze(0))
+        h, c = state if state is not None else self.initial_state(z.shape[0], z.device)
+        h, c = h.unsqueeze(0), c.unsqueeze(0)
+        cuts = torch.nonzero(resets.any(dim=0)).flatten().tolist()
+        bounds = sorted({0, *cuts, x.shape[1]})
+        pieces = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            keep = (~resets[:, a]).to(x.dtype).view(1, -1, 1)
+            piece, (h, c) = self.lstm(x[:, a:b], ((h * keep).contiguous(), (c * keep).contiguous()))
+            pieces.append(piece)
+        h_seq = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
         return self.heads(h_seq), (h.squeeze(0), c.squeeze(0))
 
     def step(
@@ -168,7 +227,7 @@ class MDNRNN(nn.Module):
         """Cached bias-augmented weights for the inference step.
 
         "lstm": (4H, Z + A + H + 1) = [W_ih | W_hh | b_ih + b_hh], gate rows reordered (i, f, o, g);
-        "head": (K + 2KZ + 2 + pad, H + 1) = [W | b]. Rebuilt when a weight is replaced (`.to`,
+        "head": (head_size + pad, H + 1) = [W | b]. Rebuilt when a weight is replaced (`.to`,
         `load_state_dict`) or changed in place (optimizer steps bump a tensor's version); writes
         through `.data` bypass the version counter and are not seen.
         """
@@ -218,12 +277,31 @@ class MDNRNN(nn.Module):
         return torch.sigmoid(done_logit - math.log(self.config.done_pos_weight))
 
 
+def mixture_kind(logpi: torch.Tensor, mu: torch.Tensor) -> str:
+    """ "per_dim" when logpi is (..., K, Z) like mu, "shared" when it is (..., K)."""
+    if logpi.shape == mu.shape:
+        return "per_dim"
+    if logpi.shape == mu.shape[:-1]:
+        return "shared"
+    raise ValueError(
+        f"logpi {tuple(logpi.shape)} fits neither a shared mixture (mu's shape without Z) nor a "
+        f"per-dim one (mu's shape) for mu {tuple(mu.shape)}"
+    )
+
+
 def mdn_log_prob(
     logpi: torch.Tensor, mu: torch.Tensor, logsigma: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:
-    """log p(target) under the mixture; target (..., Z) → (...,). Stable via logsumexp."""
+    """log p(target) under the mixture; target (..., Z) → (...,). Stable via logsumexp.
+
+    Per dim: log p = Σ_d log Σ_k π_kd N(z_d; μ_kd, σ_kd) (each dim its own mixture); shared:
+    log Σ_k π_k Π_d N(z_d; μ_kd, σ_kd).
+    """
     t = target.unsqueeze(-2)  # (..., 1, Z)
     normed = (t - mu) * torch.exp(-logsigma)
+    if mixture_kind(logpi, mu) == "per_dim":
+        lognormal = -0.5 * normed.pow(2) - logsigma - 0.5 * LOG_2PI  # (..., K, Z)
+        return torch.logsumexp(logpi + lognormal, dim=-2).sum(dim=-1)
     comp = (-0.5 * normed.pow(2) - logsigma - 0.5 * LOG_2PI).sum(dim=-1)  # (..., K)
     return torch.logsumexp(logpi + comp, dim=-1)
 
@@ -234,13 +312,29 @@ def mdn_nll(
     logsigma: torch.Tensor,
     target: torch.Tensor,
     mask: torch.Tensor | None = None,
+    reduction: str = "sum",
 ) -> torch.Tensor:
-    """Mean negative log-likelihood per step (summed over the Z dims), optionally masked."""
+    """Mean negative log-likelihood per step, optionally masked.
+
+    `reduction` says how a step's NLL is reduced over z's dims: "sum" (the joint NLL of z) or
+    "mean" (the paper's code: the loss is the mean over every (step, dim)).
+    """
+    if reduction not in NLL_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {NLL_REDUCTIONS}, got {reduction!r}")
     nll = -mdn_log_prob(logpi, mu, logsigma, target)
+    if reduction == "mean":
+        nll = nll / mu.shape[-1]
     if mask is None:
         return nll.mean()
     mask = mask.to(nll.dtype)
     return (nll * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def mdn_mean(logpi: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """The mixture's mean E[z] = Σ_k π_k μ_k (per dim or shared), (..., Z)."""
+    if mixture_kind(logpi, mu) == "per_dim":
+        return (logpi.exp() * mu).sum(dim=-2)
+    return (logpi.exp().unsqueeze(-1) * mu).sum(dim=-2)
 
 
 def sample_mdn(
@@ -250,15 +344,24 @@ def sample_mdn(
     temperature: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Draw z_{t+1} (B, Z) at temperature τ: weights ∝ π^{1/τ}, σ × √τ (paper §4.5)."""
+    """Draw z_{t+1} (B, Z) at temperature τ: weights ∝ π^{1/τ}, σ × √τ (paper §4.5).
+
+    A per-dim mixture picks a component for each dim on its own (τ scales each dim's logits);
+    a shared one picks one component for the whole of z.
+    """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     b, k, z = mu.shape
+    per_dim = mixture_kind(logpi, mu) == "per_dim"
     # Gumbel-max on logπ/τ picks component k with probability π_k^{1/τ} / Σ π^{1/τ}.
-    u = torch.rand((b, k), generator=generator, device=mu.device, dtype=mu.dtype)
+    shape = (b, k, z) if per_dim else (b, k)
+    u = torch.rand(shape, generator=generator, device=mu.device, dtype=mu.dtype)
     gumbel = -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
-    idx = torch.argmax(logpi / temperature + gumbel, dim=-1)
-    sel = idx.view(b, 1, 1).expand(b, 1, z)
+    if per_dim:
+        sel = torch.argmax(logpi / temperature + gumbel, dim=1, keepdim=True)  # (B, 1, Z)
+    else:
+        idx = torch.argmax(logpi / temperature + gumbel, dim=-1)
+        sel = idx.view(b, 1, 1).expand(b, 1, z)
     mu_k = mu.gather(1, sel).squeeze(1)
     sigma_k = torch.exp(logsigma.gather(1, sel).squeeze(1)) * math.sqrt(temperature)
     eps = torch.randn((b, z), generator=generator, device=mu.device, dtype=mu.dtype)

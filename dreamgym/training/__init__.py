@@ -32,11 +32,14 @@ from dreamgym.training.epochs import commit_epoch, run_epochs
 from dreamgym.training.mdn import (
     DONE_WEIGHT_CAP,
     LatentEpisodes,
+    LRSchedule,
     auto_done_weight,
+    count_rnn_batches,
     init_rnn_heads,
     make_windows,
     rnn_batch,
     rnn_loss,
+    sequence_loss,
     train_rnn_epoch,
 )
 from dreamgym.training.metrics import (
@@ -53,6 +56,7 @@ from dreamgym.training.report import (
     save_dream_rollout,
     save_reconstructions,
 )
+from dreamgym.training.streams import EpisodeStreams, make_streams, stream_chunks
 from dreamgym.training.vae import (
     encode_frames,
     evaluate_vae,
@@ -109,6 +113,12 @@ __all__ = [
     "load_vae_from",
     "make_adam",
     "make_windows",
+    "make_streams",
+    "stream_chunks",
+    "EpisodeStreams",
+    "LRSchedule",
+    "count_rnn_batches",
+    "sequence_loss",
     "mean_frame_mse",
     "model_card",
     "prepare_vae_for_training",

@@ -33,15 +33,44 @@ def _dataset_lines(prov: dict[str, Any]) -> list[str]:
     return lines
 
 
+MIXTURE_TEXT = {
+    "per_dim": "per latent dim (each dim its own mixture, as the paper's code)",
+    "shared": "shared by all latent dims (one component choice for the whole of z)",
+}
+SEQUENCES_TEXT = {
+    "episodes": "whole episodes in {seq_len}-step chunks, the LSTM state carried between chunks "
+    "and zeroed at episode starts (as the paper's code)",
+    "windows": "{seq_len}-step windows, each from h = 0",
+}
+
+
+def _m_training_line(prov: dict[str, Any]) -> str:
+    """How M was trained: its sequences, NLL reduction, terminal masking and lr schedule."""
+    t = prov.get("training") or {}
+    if not t:
+        return "- M's training: not recorded."
+    sequences = t.get("rnn_sequences") or "windows"
+    text = SEQUENCES_TEXT.get(sequences, sequences).format(seq_len=t.get("seq_len"))
+    decay = t.get("rnn_lr_decay")
+    lr = f"lr {_fmt(t.get('rnn_lr'))}" + (
+        f" decaying ×{decay} a step to {_fmt(t.get('rnn_lr_min'))}" if decay and decay < 1 else ""
+    )
+    return (
+        f"- M trained on {text}; NLL {t.get('nll_reduction') or 'sum'} over z's dims"
+        f"{', terminal frames left out' if t.get('mask_terminal_z') else ''}; {lr}."
+    )
+
+
 def _summary_lines(config: dict[str, Any], name: str) -> list[str]:
     """Title, what the world is, how to make it, and its dream settings."""
+    mixture = config["mdnrnn"].get("mixture", "shared")
     return [
         f"# World: {name}",
         "",
         f'A learned model of `{config["env_id"]}` (Ha & Schmidhuber 2018, "World Models"): V, a '
         f"ConvVAE with a {config['vae']['latent_dim']}-d latent, and M, an MDN-RNN with "
         f"{config['mdnrnn']['hidden_dim']} LSTM units and {config['mdnrnn']['n_mixtures']} "
-        "Gaussians, trained by `dreamgym train`.",
+        f"Gaussians {MIXTURE_TEXT.get(mixture, mixture)}, trained by `dreamgym train`.",
         "",
         "```python",
         "import gymnasium as gym, dreamgym",
@@ -71,6 +100,7 @@ def _data_and_training_lines(prov: dict[str, Any]) -> list[str]:
         "## Training",
         "",
         f"- Command: `{prov.get('command')}`",
+        _m_training_line(prov),
         f"- Machine: {_machine_text(prov.get('machine') or {})}",
         "",
         "| stage | epochs | wall time (s) |",

@@ -9,11 +9,37 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from dreamgym.models.mdnrnn import MIXTURE_KINDS, NLL_REDUCTIONS
 
 WEIGHTS_DTYPES = ("auto", "float16", "float32")
 """What `--weights-dtype` accepts: auto keeps float16 unless a held-out metric moves by over 1 %."""
+
+RNN_SEQUENCES = ("episodes", "windows")
+"""How M's batches are cut: whole episodes with the LSTM state carried, or short windows."""
+NEW_RUN_DEFAULTS: dict[str, Any] = {
+    "mixture": "per_dim",
+    "rnn_sequences": "episodes",
+    "nll_reduction": "mean",
+    "done_weight": 10.0,
+    "rnn_lr_decay": 0.99999,
+    "mask_terminal_z": True,
+}
+"""What an unset (None) option of M means for a new run: the paper's code (doomrnn.py)."""
+LEGACY_RUN_DEFAULTS: dict[str, Any] = {
+    "mixture": "shared",
+    "rnn_sequences": "windows",
+    "nll_reduction": "sum",
+    "done_weight": 0.0,
+    "rnn_lr_decay": 1.0,
+    "rnn_lr_min": 1e-5,
+    "mask_terminal_z": False,
+}
+"""What runs started before these options existed trained with (their progress.json lacks them)."""
+SEQ_LEN_DEFAULTS = {"episodes": 1000, "windows": 100}
+"""Default --seq-len per --rnn-sequences (the paper: 1,000-step sequences; our old windows: 100)."""
 
 # Stage ids that seed each epoch's RNGs together with the config seed and the epoch number.
 SEED_SPLIT, SEED_VAE, SEED_RNN, SEED_EVAL, SEED_REPORT = 1, 2, 3, 4, 5
@@ -48,24 +74,71 @@ class TrainConfig:
         default=256, metadata={"help": "M's LSTM units (paper: 256 CarRacing, 512 Doom)"}
     )
     mixtures: int = field(default=5, metadata={"help": "Gaussians in M's mixture over z_{t+1}"})
+    mixture: str | None = field(
+        default=None,
+        metadata={
+            "help": "per_dim: each latent dim its own mixture (the paper's code); shared: one "
+            "mixture over all of z (worlds before per-dim M). Default: per_dim, or what the run "
+            "in OUT used",
+            "choices": MIXTURE_KINDS,
+        },
+    )
     kl_tolerance: float = field(
         default=0.5, metadata={"help": "V's free bits per latent dim (paper's code: 0.5)"}
     )
     vae_batch: int = field(default=100, metadata={"help": "V's batch size in frames"})
     vae_lr: float = field(default=1e-3, metadata={"help": "V's Adam learning rate"})
     rnn_batch: int = field(default=32, metadata={"help": "M's batch size in sequences"})
-    seq_len: int = field(
-        default=100,
+    rnn_sequences: str | None = field(
+        default=None,
         metadata={
-            "help": "length of M's training sequences (short episodes are padded and masked)"
+            "help": "episodes: rows of whole episodes back to back, cut into --seq-len chunks, "
+            "LSTM state carried between chunks and zeroed at episode starts (the paper's code); "
+            "windows: random --seq-len windows from h = 0 (worlds before). Default: episodes, or "
+            "what the run in OUT used",
+            "choices": RNN_SEQUENCES,
+        },
+    )
+    seq_len: int | None = field(
+        default=None,
+        metadata={
+            "help": "steps per chunk (episodes) or window (windows) of M's training; default "
+            "1000 for episodes, 100 for windows"
         },
     )
     rnn_lr: float = field(default=1e-3, metadata={"help": "M's Adam learning rate"})
+    rnn_lr_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "M's learning rate per step: (lr - min) x decay^step + min (1: constant); "
+            "default 0.99999 as the paper's code, or what the run in OUT used"
+        },
+    )
+    rnn_lr_min: float = field(
+        default=1e-5, metadata={"help": "the floor M's learning rate decays towards"}
+    )
     grad_clip: float = field(default=1.0, metadata={"help": "M's gradient-norm clip (0: none)"})
+    nll_reduction: str | None = field(
+        default=None,
+        metadata={
+            "help": "M's NLL of z_{t+1} averaged (mean, the paper's code) or summed (sum, worlds "
+            "before) over z's dims; default mean, or what the run in OUT used",
+            "choices": NLL_REDUCTIONS,
+        },
+    )
+    mask_terminal_z: bool | None = field(
+        default=None,
+        metadata={
+            "help": "leave the z target after a terminated step (the env's terminal frame, e.g. "
+            "ViZDoom's black screen) out of M's NLL; truncated steps keep theirs. Default on, or "
+            "what the run in OUT used"
+        },
+    )
     done_weight: float | None = field(
         default=None,
         metadata={
-            "help": "weight of done steps in M's done loss (default: non-done/done steps, capped at 100)"
+            "help": "weight of done steps in M's done loss; 0: automatic (non-done/done steps, "
+            "capped at 100). Default 10 (the paper's restart_factor), or what the run in OUT used"
         },
     )
     reward_weight: float = field(
@@ -116,6 +189,12 @@ FINGERPRINT_FIELDS = (
     "rnn_lr",
     "grad_clip",
     "done_weight",
+    "mixture",
+    "rnn_sequences",
+    "nll_reduction",
+    "mask_terminal_z",
+    "rnn_lr_decay",
+    "rnn_lr_min",
     "reward_weight",
     "val_fraction",
     "seed",
@@ -137,6 +216,39 @@ EpochCallback = Callable[[str, int, dict[str, Any]], None]
 """`on_epoch(stage, epoch, record)`: called after each epoch of "vae" / "rnn" is committed."""
 
 
+def is_legacy_run(options: dict[str, Any] | None) -> bool:
+    """Whether stored fingerprint options come from a run before per-dim M and episode training."""
+    return options is not None and "rnn_sequences" not in options
+
+
+def resolve_run_options(config: TrainConfig, stored: dict[str, Any] | None) -> TrainConfig:
+    """`config` with every unset (None) option of M made concrete.
+
+    A new run gets the paper's settings (`NEW_RUN_DEFAULTS`); resuming a run started before these
+    options existed (`stored`: its fingerprint options) gets what it trained with
+    (`LEGACY_RUN_DEFAULTS`), so the same command continues it.
+    """
+    defaults = LEGACY_RUN_DEFAULTS if is_legacy_run(stored) else NEW_RUN_DEFAULTS
+    values = {k: v for k, v in defaults.items() if getattr(config, k, None) is None}
+    sequences = values.get("rnn_sequences", config.rnn_sequences)
+    if config.seq_len is None:
+        values["seq_len"] = SEQ_LEN_DEFAULTS[sequences]
+    return replace(config, **values)
+
+
+def upgrade_stored_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Fingerprint options of an older run, completed with what it trained with (for comparing).
+
+    Before these options existed, done_weight None meant automatic (now 0).
+    """
+    if not is_legacy_run(options):
+        return options
+    out = {**{k: v for k, v in LEGACY_RUN_DEFAULTS.items() if k in FINGERPRINT_FIELDS}, **options}
+    if out.get("done_weight") is None:
+        out["done_weight"] = 0.0
+    return out
+
+
 class TrainingStateError(ValueError):
     """OUT holds a different run, or another `dreamgym train` is writing to it."""
 
@@ -145,7 +257,7 @@ def check_config(config: TrainConfig) -> None:
     """Refuse impossible options (ValueError naming the flag) before any data is read."""
     positive = ("latent", "hidden", "mixtures", "vae_batch", "rnn_batch", "seq_len")
     for name in positive:
-        if int(getattr(config, name)) < 1:
+        if getattr(config, name) is not None and int(getattr(config, name)) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(config, name)}")
     for name in ("vae_epochs", "rnn_epochs"):
         if int(getattr(config, name)) < 0:
@@ -154,8 +266,23 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(
             f"--val-fraction must lie strictly between 0 and 1, got {config.val_fraction}"
         )
-    if config.done_weight is not None and not config.done_weight > 0:
-        raise ValueError(f"--done-weight must be > 0, got {config.done_weight}")
+    if config.done_weight is not None and not config.done_weight >= 0:
+        raise ValueError(f"--done-weight must be ≥ 0 (0: automatic), got {config.done_weight}")
+    choices = {
+        "mixture": MIXTURE_KINDS,
+        "rnn_sequences": RNN_SEQUENCES,
+        "nll_reduction": NLL_REDUCTIONS,
+    }
+    for name, allowed in choices.items():
+        value = getattr(config, name)
+        if value is not None and value not in allowed:
+            raise ValueError(f"--{name.replace('_', '-')} must be one of {allowed}, got {value!r}")
+    if config.rnn_lr_decay is not None and not 0.0 < config.rnn_lr_decay <= 1.0:
+        raise ValueError(f"--rnn-lr-decay must lie in (0, 1], got {config.rnn_lr_decay}")
+    if not 0.0 <= config.rnn_lr_min <= config.rnn_lr:
+        raise ValueError(
+            f"--rnn-lr-min must lie in [0, --rnn-lr {config.rnn_lr}], got {config.rnn_lr_min}"
+        )
     if not config.temperature > 0:
         raise ValueError(f"--temperature must be > 0, got {config.temperature}")
     if config.weights_dtype not in WEIGHTS_DTYPES:

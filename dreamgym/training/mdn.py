@@ -1,15 +1,25 @@
-"""M: the MDN-RNN's training data, windows, batches, loss and epochs.
+"""M: the MDN-RNN's training data, batches, loss and epochs.
 
 M learns p(z_{t+1} | z_t, a_t, h_t), the reward r_t and done_t = terminated_t (truncation is not
-death) from windows of `seq_len` steps (short episodes padded and masked; Ha & Schmidhuber 2018,
-§A.2). Rare deaths are up-weighted in the done loss (`done_weight`, automatic by default); the
-weight is stored in the bundle and the dream divides it out of the odds again.
+death; Ha & Schmidhuber 2018, §A.2) from one of two kinds of batches (`sequences`):
+
+- "episodes" (new worlds; the paper's code): rows of whole episodes back to back, cut into
+  chunks of `seq_len` steps, the LSTM state carried between chunks and zeroed at episode starts
+  (`dreamgym.training.streams`);
+- "windows" (worlds before): windows of `seq_len` steps at a random phase, each from h = 0 (short
+  episodes padded and masked).
+
+Rare deaths are up-weighted in the done loss (`done_weight`; the paper's code: 10); the weight is
+stored in the bundle and the dream divides it out of the odds again. The z target after a
+terminated step (the env's terminal frame, e.g. ViZDoom's black screen) can be left out of the
+NLL (`mask_terminal_z`): the dream never steps past a termination, so it is not worth learning.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +28,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dreamgym.models.mdnrnn import MDNRNN, mdn_log_prob
-from dreamgym.training.config import SEED_RNN
+from dreamgym.models.mdnrnn import MDNRNN, NLL_REDUCTIONS, mdn_log_prob
+from dreamgym.training.config import RNN_SEQUENCES, SEED_RNN
 from dreamgym.training.episodes import episode_starts
+from dreamgym.training.streams import make_streams, stream_chunks
 
 DONE_WEIGHT_CAP = 100.0
 """Automatic done weight = non-done steps / done steps, capped here (rare deaths, not infinite)."""
@@ -112,18 +123,36 @@ def rnn_batch(
     return z[:, :-1], data.actions[si], z[:, 1:], data.rewards[si], data.dones[si], mask
 
 
-def rnn_loss(
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+def sequence_loss(
     rnn: MDNRNN,
     batch: tuple[torch.Tensor, ...],
     done_weight: float,
     reward_weight: float,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Masked mixture NLL + reward_weight × reward MSE + done BCE (positives weighted)."""
+    nll_reduction: str = "sum",
+    mask_terminal_z: bool = False,
+    state: State | None = None,
+    resets: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
+    """Masked mixture NLL + reward_weight × reward MSE + done BCE (positives weighted).
+
+    The NLL is summed or averaged over z's dims (`nll_reduction`), and leaves out the targets
+    after terminated steps when `mask_terminal_z`. Returns the loss, its parts and the final
+    LSTM state (to carry into the next chunk of the same rows).
+    """
+    if nll_reduction not in NLL_REDUCTIONS:
+        raise ValueError(f"nll_reduction must be one of {NLL_REDUCTIONS}, got {nll_reduction!r}")
     z_in, actions, z_tgt, rewards, dones, mask = batch
-    out, _ = rnn(z_in, actions)
+    out, final = rnn(z_in, actions, state, resets)
     m = mask.float()
     denom = m.sum().clamp(min=1.0)
-    nll = -(mdn_log_prob(out.logpi, out.mu, out.logsigma, z_tgt) * m).sum() / denom
+    zm = m * (dones < 0.5).float() if mask_terminal_z else m
+    nll_step = -mdn_log_prob(out.logpi, out.mu, out.logsigma, z_tgt)
+    if nll_reduction == "mean":
+        nll_step = nll_step / z_tgt.shape[-1]
+    nll = (nll_step * zm).sum() / (zm.sum().clamp(min=1.0) if mask_terminal_z else denom)
     reward = ((out.reward - rewards).pow(2) * m).sum() / denom
     pos_weight = torch.tensor(done_weight, device=m.device)
     bce = F.binary_cross_entropy_with_logits(
@@ -131,7 +160,54 @@ def rnn_loss(
     )
     done = (bce * m).sum() / denom
     total = nll + reward_weight * reward + done
-    return total, {"nll": nll.detach(), "reward_mse": reward.detach(), "done_bce": done.detach()}
+    parts = {"nll": nll.detach(), "reward_mse": reward.detach(), "done_bce": done.detach()}
+    return total, parts, final
+
+
+def rnn_loss(
+    rnn: MDNRNN,
+    batch: tuple[torch.Tensor, ...],
+    done_weight: float,
+    reward_weight: float,
+    nll_reduction: str = "sum",
+    mask_terminal_z: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """`sequence_loss` of a batch of independent windows from h = 0 (loss and parts)."""
+    total, parts, _ = sequence_loss(
+        rnn, batch, done_weight, reward_weight, nll_reduction, mask_terminal_z
+    )
+    return total, parts
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """lr_t = (lr − floor) · decay^t + floor per optimizer step t (the paper's code: 1e-3 decaying
+    ×0.99999 a step towards 1e-5); decay 1 is a constant lr."""
+
+    lr: float
+    decay: float = 1.0
+    floor: float = 0.0
+
+    def at(self, step: int) -> float:
+        if self.decay >= 1.0:
+            return self.lr
+        return (self.lr - self.floor) * self.decay**step + self.floor
+
+    def apply(self, optimizer: torch.optim.Optimizer) -> None:
+        """Set the lr for the optimizer's next step (its step count survives a resume)."""
+        if self.decay >= 1.0:
+            return
+        lr = self.at(optimizer_steps(optimizer))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+
+def optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
+    """How many steps Adam has taken (its per-parameter "step" state; 0 before the first)."""
+    for st in optimizer.state.values():
+        if "step" in st:
+            return int(st["step"])
+    return 0
 
 
 def auto_done_weight(dones: np.ndarray) -> float:
@@ -156,6 +232,35 @@ def init_rnn_heads(rnn: MDNRNN, rewards: np.ndarray, dones: np.ndarray) -> None:
         rnn.head.bias[-1] = math.log(w * rate / (1.0 - rate))
 
 
+def count_rnn_batches(
+    data: LatentEpisodes, episodes: np.ndarray, seq_len: int, batch: int, sequences: str
+) -> int:
+    """About how many batches an epoch has (for the progress bar; the phase or packing moves)."""
+    rng = np.random.default_rng(0)
+    if sequences == "episodes":
+        return make_streams(data, episodes, batch, rng).n_chunks(seq_len)
+    return math.ceil(len(make_windows(data.lengths, episodes, seq_len, rng)) / batch)
+
+
+def _epoch_batches(
+    data: LatentEpisodes,
+    episodes: np.ndarray,
+    seq_len: int,
+    batch: int,
+    sequences: str,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+) -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor | None]]:
+    """An epoch's batches and their episode starts (None: independent windows from h = 0)."""
+    if sequences == "episodes":
+        yield from stream_chunks(data, make_streams(data, episodes, batch, rng), seq_len, gen)
+        return
+    windows = make_windows(data.lengths, episodes, seq_len, rng)
+    windows = windows[rng.permutation(len(windows))]
+    for i in range(0, len(windows), batch):
+        yield rnn_batch(data, windows[i : i + batch], gen), None
+
+
 def train_rnn_epoch(
     rnn: MDNRNN,
     optimizer: torch.optim.Optimizer,
@@ -169,19 +274,34 @@ def train_rnn_epoch(
     seed: int,
     epoch: int,
     bar: Any = None,
+    *,
+    sequences: str = "windows",
+    nll_reduction: str = "sum",
+    mask_terminal_z: bool = False,
+    lr_schedule: LRSchedule | None = None,
 ) -> dict[str, float]:
-    """One pass of M over `episodes` (every step once, in windows); mean losses per step."""
+    """One pass of M over `episodes` (every step once); mean losses per step.
+
+    `sequences="episodes"`: `batch` rows of whole episodes in `seq_len` chunks, the LSTM state
+    carried (detached) from chunk to chunk; "windows": `batch` windows a step, each from h = 0.
+    """
+    if sequences not in RNN_SEQUENCES:
+        raise ValueError(f"sequences must be one of {RNN_SEQUENCES}, got {sequences!r}")
     rng = np.random.default_rng([seed, SEED_RNN, epoch])
     gen = torch.Generator(device=data.mu.device).manual_seed(int(rng.integers(2**62)))
-    windows = make_windows(data.lengths, episodes, seq_len, rng)
-    windows = windows[rng.permutation(len(windows))]
     rnn.train()
     sums = {"loss": 0.0, "nll": 0.0, "reward_mse": 0.0, "done_bce": 0.0}
     steps = 0
     start = time.perf_counter()
-    for i in range(0, len(windows), batch):
-        b = rnn_batch(data, windows[i : i + batch], gen)
-        loss, parts = rnn_loss(rnn, b, done_weight, reward_weight)
+    state: State | None = None
+    for b, resets in _epoch_batches(data, episodes, seq_len, batch, sequences, rng, gen):
+        loss, parts, final = sequence_loss(
+            rnn, b, done_weight, reward_weight, nll_reduction, mask_terminal_z, state, resets
+        )
+        if resets is not None:  # truncated BPTT: carry the state, not its gradient
+            state = (final[0].detach(), final[1].detach())
+        if lr_schedule is not None:
+            lr_schedule.apply(optimizer)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:

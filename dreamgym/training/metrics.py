@@ -115,8 +115,12 @@ def evaluate_rnn(
     episodes: np.ndarray,
     stats: dict[str, Any],
     seed: int,
+    mask_terminal_z: bool = False,
 ) -> dict[str, Any]:
     """M on whole held-out episodes from h_0 = 0 (as in the dream), z sampled with a fixed seed.
+
+    `mask_terminal_z` leaves the z targets after terminated steps out of the NLL and its
+    baselines, as M's training did.
 
     Reports the NLL of z_{t+1} per step and per latent dim next to two baselines (a static
     Gaussian fitted to the training z, and "z_{t+1} ~ N(z_t, Var Δz)"), the reward MAE next to
@@ -137,8 +141,10 @@ def evaluate_rnn(
         z_in, actions, z_tgt, rewards, dones, mask = rnn_batch(data, windows, gen)
         out, _ = rnn(z_in, actions)
         m = mask.cpu().numpy()
-        zi, zt = z_in.cpu().double().numpy()[m], z_tgt.cpu().double().numpy()[m]
-        nll.append(-mdn_log_prob(out.logpi, out.mu, out.logsigma, z_tgt).cpu().double().numpy()[m])
+        zm = m & (dones.cpu().numpy() < 0.5) if mask_terminal_z else m
+        zi, zt = z_in.cpu().double().numpy()[zm], z_tgt.cpu().double().numpy()[zm]
+        log_p = mdn_log_prob(out.logpi, out.mu, out.logsigma, z_tgt)
+        nll.append(-log_p.cpu().double().numpy()[zm])
         static.append(_gaussian_nll(zt, stats["z_mean"], stats["z_var"]))
         copy.append(_gaussian_nll(zt, zi, stats["dz_var"]))
         r_true.append(rewards.cpu().double().numpy()[m])
@@ -185,6 +191,7 @@ def held_out_metrics(
     val_eps: np.ndarray,
     stats: dict[str, Any],
     seed: int,
+    mask_terminal_z: bool = False,
 ) -> dict[str, Any]:
     """V's and M's held-out metrics on the CPU, and the same after a float16 round trip.
 
@@ -198,9 +205,9 @@ def held_out_metrics(
     vm = evaluate_vae(vae, frames, v_idx, cpu)
     vm["frames"] = int(len(v_idx))
     vm["baseline_mean_frame_mse"] = mean_frame_mse(frames, train_frames, v_idx)
-    rm = evaluate_rnn(rnn, latents, val_eps, stats, seed)
+    rm = evaluate_rnn(rnn, latents, val_eps, stats, seed, mask_terminal_z)
     vm16 = evaluate_vae(roundtrip_float16(vae), frames, v_idx, cpu)
-    rm16 = evaluate_rnn(roundtrip_float16(rnn), latents, val_eps, stats, seed)
+    rm16 = evaluate_rnn(roundtrip_float16(rnn), latents, val_eps, stats, seed, mask_terminal_z)
     changes = {
         "vae_recon_mse": relative_change(vm["recon_mse"], vm16["recon_mse"]),
         "rnn_nll_per_dim": relative_change(rm["nll_per_dim"], rm16["nll_per_dim"]),

@@ -8,9 +8,13 @@ The three stages of World Models (Ha & Schmidhuber 2018, §3 and appendix A):
 2. **Encode** — every frame is encoded once into (mu, logvar), cached in `OUT/.train/`, so that M
    trains on a fresh z ~ N(mu, σ²) every epoch without running V again (the paper's trick).
 3. **M** — the MDN-RNN learns p(z_{t+1} | z_t, a_t, h_t), the reward r_t and done_t =
-   terminated_t (truncation is not death) from windows of `seq_len` steps (short episodes padded
-   and masked). Rare deaths are up-weighted in the done loss (`done_weight`, automatic by default);
-   the weight is stored in the bundle and the dream divides it out of the odds again.
+   terminated_t (truncation is not death). New runs follow the paper's code (doomrnn.py): a
+   mixture per latent dim, whole episodes in `seq_len` chunks with the LSTM state carried,
+   the NLL averaged over dims, deaths weighted ×10 in the done loss, the terminal frame left out
+   of the NLL, and the learning rate decaying per step (`NEW_RUN_DEFAULTS`). `--mixture shared
+   --rnn-sequences windows ...` trains as before; a run started before these options resumes
+   with what it trained with (`resolve_run_options`). The done weight is stored in the bundle
+   and the dream divides it out of the odds again.
 
 Then held-out metrics on whole validation *episodes* (V's reconstruction error, M's NLL, reward
 error and done precision/recall, each next to a trivial baseline), the bundle (`World.save`), a
@@ -21,8 +25,9 @@ and optimizer tensors) committed by an atomic rewrite of `OUT/.train/progress.js
 holds the optimizer's non-tensor state and the loss history). Re-running the same command after an
 interruption — Ctrl-C or kill -9 — continues after the last committed epoch; finished stages are
 skipped. Each epoch's sampling is seeded by (seed, stage, epoch), so a resumed run draws the same
-batches as an uninterrupted one. Raising `--vae-epochs` / `--rnn-epochs` later trains further (the
-learning rate is constant, as in the paper; more V epochs mean encoding again and a fresh M); any
+batches as an uninterrupted one. Raising `--vae-epochs` / `--rnn-epochs` later trains further (M's
+learning-rate schedule goes on from Adam's step count; more V epochs mean encoding again and a
+fresh M); any
 other change of options or data is refused, and `OUT/.train` can be deleted once the world is final.
 """
 
@@ -53,15 +58,17 @@ from dreamgym.training.config import (
     TrainConfig,
     TrainingStateError,
     check_config,
+    resolve_run_options,
 )
 from dreamgym.training.context import TrainingRun
 from dreamgym.training.episodes import load_episodes, select_training_data, split_train_val
 from dreamgym.training.epochs import run_epochs
 from dreamgym.training.mdn import (
     LatentEpisodes,
+    LRSchedule,
     auto_done_weight,
+    count_rnn_batches,
     init_rnn_heads,
-    make_windows,
     train_rnn_epoch,
 )
 from dreamgym.training.metrics import evaluate_rnn, held_out_metrics, latent_stats
@@ -117,8 +124,9 @@ def run_training(config: TrainConfig, on_epoch: EpochCallback | None = None) -> 
     dirs, manifests, selected = select_training_data(config.data, config.max_frames)
     vae_from = load_vae_from(config.vae_from, config.latent, manifests[0])
     ws = Workspace(Path(config.out))
-    new = fingerprint(config, manifests[0], selected, None if vae_from is None else vae_from[1])
     progress = ws.load_progress()
+    config = resolve_run_options(config, progress["fingerprint"]["options"] if progress else None)
+    new = fingerprint(config, manifests[0], selected, None if vae_from is None else vae_from[1])
     check_can_resume(ws, progress, new, config)
     done = _finished_world(ws, progress, config)
     if done is not None:
@@ -312,8 +320,8 @@ def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[
     train_steps = data.step_indices(train_eps)
     done_weight = (
         float(config.done_weight)
-        if config.done_weight is not None
-        else auto_done_weight(data.dones[train_steps])
+        if config.done_weight
+        else auto_done_weight(data.dones[train_steps])  # 0: automatic
     )
     rnn_config = MDNRNNConfig(
         latent_dim=config.latent,
@@ -321,6 +329,7 @@ def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[
         hidden_dim=config.hidden,
         n_mixtures=config.mixtures,
         done_pos_weight=done_weight,
+        mixture=config.mixture,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 1)
@@ -353,16 +362,23 @@ def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[
             config.seed,
             epoch,
             bar,
+            sequences=config.rnn_sequences,
+            nll_reduction=config.nll_reduction,
+            mask_terminal_z=config.mask_terminal_z,
+            lr_schedule=LRSchedule(config.rnn_lr, config.rnn_lr_decay, config.rnn_lr_min),
         )
 
     def validate(record: dict[str, Any]) -> dict[str, str]:
-        val = evaluate_rnn(rnn, latents, run.val_eps, stats, config.seed)
+        val = evaluate_rnn(rnn, latents, run.val_eps, stats, config.seed, config.mask_terminal_z)
         record["val_nll_per_dim"] = val["nll_per_dim"]
         record["val_reward_mae"] = val["reward_mae"]
         return {"loss": f"{record['loss']:.2f}", "val_nll_dim": f"{val['nll_per_dim']:.3f}"}
 
-    # Windows move with a random phase each epoch; their count is estimated for the bar.
-    windows = len(make_windows(data.lengths, train_eps, config.seq_len, np.random.default_rng(0)))
+    # Windows move (random phase) and streams are packed anew each epoch: the bar's count is
+    # an estimate.
+    batches = count_rnn_batches(
+        latents, train_eps, config.seq_len, config.rnn_batch, config.rnn_sequences
+    )
     run_epochs(
         run.ws,
         run.progress,
@@ -371,7 +387,7 @@ def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[
         rnn,
         optimizer,
         config.rnn_epochs,
-        math.ceil(windows / config.rnn_batch),
+        batches,
         train_epoch,
         validate,
         config.progress,
@@ -403,6 +419,7 @@ def _metrics(
         run.val_eps,
         stats,
         run.config.seed,
+        run.config.mask_terminal_z,
     )
     metrics["train_final"] = {
         stage: progress[stage]["history"][-1] if progress[stage]["history"] else None

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from dreamgym.models.mdnrnn import sample_mdn
+from dreamgym.models.mdnrnn import mdn_mean, sample_mdn
 from dreamgym.models.vae import ConvVAE
 from dreamgym.training.config import SEED_REPORT
 from dreamgym.training.mdn import LatentEpisodes
@@ -92,7 +92,7 @@ def save_dream_rollout(
     """Open-loop dream from a real start with the recorded actions, next to the real frames.
 
     Rows: the real episode, V's reconstruction of it, M's rollout sampled at τ, and M's rollout
-    following the mixture mean Σ π_k μ_k; every k-th step, ~REPORT_COLUMNS columns.
+    following the mixture mean Σ π_k μ_k (per dim for a per-dim M); every k-th step, ~REPORT_COLUMNS columns.
     """
     vae, rnn = world.vae.eval().cpu(), world.mdnrnn.eval().cpu()
     f0, s0 = int(data.frame_start[episode]), int(data.step_start[episode])
@@ -112,7 +112,7 @@ def save_dream_rollout(
             if mode == "sample":
                 z = sample_mdn(out.logpi, out.mu, out.logsigma, temperature, gen)
             else:
-                z = (out.logpi.exp().unsqueeze(-1) * out.mu).sum(dim=1)
+                z = mdn_mean(out.logpi, out.mu)
             zs.append(z)
         dreams[mode] = vae.decode_uint8(torch.cat(zs)[cols]).numpy()
     real = frames[f0 + np.array(cols)]

@@ -21,7 +21,12 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from dreamgym.training.config import FINGERPRINT_FIELDS, TrainConfig, TrainingStateError
+from dreamgym.training.config import (
+    FINGERPRINT_FIELDS,
+    TrainConfig,
+    TrainingStateError,
+    upgrade_stored_options,
+)
 from dreamgym.utils.files import atomic_save_safetensors, atomic_write_json, sha256_bytes
 from dreamgym.utils.locks import FolderBusyError, file_lock
 from dreamgym.world import CONFIG_FILE
@@ -162,11 +167,16 @@ def fingerprint(
 
 
 def check_fingerprint(ws: Workspace, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """TrainingStateError listing every option or data difference from the run in OUT."""
+    """TrainingStateError listing every option or data difference from the run in OUT.
+
+    A run from before per-dim M and episode training is compared as what it trained with
+    (`upgrade_stored_options`): the same command resumes it.
+    """
     diffs = []
+    stored = upgrade_stored_options(old["options"])
     for k, v in new["options"].items():
-        if old["options"].get(k) != v:
-            diffs.append(f"--{k.replace('_', '-')} {old['options'].get(k)} (this run: {v})")
+        if stored.get(k) != v:
+            diffs.append(f"--{k.replace('_', '-')} {stored.get(k)} (this run: {v})")
     od, nd = old["data"], new["data"]
     if od != nd:
         diffs.append(
