@@ -13,7 +13,9 @@ from dreamgym.models.mdnrnn import (
     MDNRNN,
     MDNRNNConfig,
     mdn_log_prob,
+    mdn_mean,
     mdn_nll,
+    mixture_kind,
     sample_mdn,
 )
 from dreamgym.models.vae import ConvVAE, VAEConfig, vae_loss
@@ -219,3 +221,187 @@ def test_inference_step_equals_autograd_step_and_follows_weight_changes() -> Non
         model.head.bias[-1] = 7.0  # what tests do to force the done head
         model.lstm.bias_hh_l0.zero_()
     compare()
+
+
+# --- per-dim mixtures (the paper's M) ------------------------------------------------------------
+
+
+def _per_dim_mixture(shape=(2, 3), k=3, z=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logpi = torch.log_softmax(torch.randn(*shape, k, z, generator=g), dim=-2)
+    mu = torch.randn(*shape, k, z, generator=g)
+    logsigma = 0.3 * torch.randn(*shape, k, z, generator=g)
+    target = torch.randn(*shape, z, generator=g)
+    return logpi, mu, logsigma, target
+
+
+def test_per_dim_log_prob_is_a_sum_of_one_dim_mixtures_and_nll_mean_divides_by_z() -> None:
+    logpi, mu, logsigma, target = (t.double() for t in _per_dim_mixture())
+    assert mixture_kind(logpi, mu) == "per_dim" and mixture_kind(logpi[..., 0], mu) == "shared"
+    want = torch.zeros(target.shape[:-1], dtype=torch.float64)
+    for d in range(target.shape[-1]):
+        normal = torch.distributions.Normal(mu[..., d], logsigma[..., d].exp())
+        dens = (logpi[..., d].exp() * normal.log_prob(target[..., d : d + 1]).exp()).sum(-1)
+        want = want + dens.log()
+    assert torch.allclose(mdn_log_prob(logpi, mu, logsigma, target), want, atol=1e-10)
+    total = mdn_nll(logpi, mu, logsigma, target, reduction="sum")
+    assert torch.allclose(total, -want.mean())
+    assert torch.allclose(mdn_nll(logpi, mu, logsigma, target, reduction="mean"), total / 4)
+    with pytest.raises(ValueError, match="reduction"):
+        mdn_nll(logpi, mu, logsigma, target, reduction="max")
+    with pytest.raises(ValueError, match="fits neither"):
+        mdn_log_prob(logpi[..., :2], mu, logsigma, target)
+
+
+def test_per_dim_sampling_picks_a_component_per_dim() -> None:
+    """τ → 0 gives each dim its own best component's mean: dims 0 and 2 pick k=0, dim 1 k=1."""
+    n, k, z = 8, 2, 3
+    pi = torch.tensor([[0.9, 0.2, 0.7], [0.1, 0.8, 0.3]])  # (K, Z): each dim's weights
+    logpi = pi.log().expand(n, k, z)
+    mu = torch.tensor([[1.0, 2.0, 3.0], [-1.0, -2.0, -3.0]]).expand(n, k, z)
+    logsigma = torch.zeros(n, k, z)
+    cold = sample_mdn(logpi, mu, logsigma, 1e-8, torch.Generator().manual_seed(0))
+    assert torch.allclose(cold, torch.tensor([1.0, -2.0, 3.0]).expand(n, z), atol=1e-3)
+    # a shared mixture cannot do that: one component for the whole vector
+    shared = sample_mdn(pi[:, 0].log().expand(n, k), mu, logsigma, 1e-8)
+    assert torch.allclose(shared, mu[:, 0], atol=1e-3)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_per_dim_sampling_frequencies_are_per_dim_and_independent(temperature: float) -> None:
+    n, k, z = 100_000, 3, 2
+    pi = torch.tensor([[0.6, 0.1], [0.3, 0.3], [0.1, 0.6]])  # dim 0 prefers k=0, dim 1 k=2
+    logpi = pi.log().expand(n, k, z)
+    mu = torch.tensor([0.0, 100.0, 200.0]).view(1, k, 1).expand(n, k, z)
+    logsigma = torch.full((n, k, z), -3.0)
+    samples = sample_mdn(logpi, mu, logsigma, temperature, torch.Generator().manual_seed(0))
+    chosen = torch.round(samples / 100.0).long()  # (n, Z) component per dim
+    want = pi.double() ** (1.0 / temperature)
+    want = want / want.sum(0)
+    for d in range(z):
+        freq = torch.bincount(chosen[:, d], minlength=k).double() / n
+        assert torch.allclose(freq, want[:, d], atol=0.01), (d, freq, want[:, d])
+    joint = (chosen[:, 0] == 0) & (chosen[:, 1] == 2)  # dims choose independently
+    assert abs(joint.double().mean().item() - (want[0, 0] * want[2, 1]).item()) < 0.01
+
+
+def test_per_dim_sampling_spreads_with_temperature_and_is_seeded() -> None:
+    logpi, mu, logsigma, _ = _per_dim_mixture(shape=(20_000,), k=3, z=4)
+    logpi, mu, logsigma = logpi[:1].expand_as(logpi), mu[:1].expand_as(mu), logsigma[:1]
+    logsigma = logsigma.expand_as(mu)
+    spread = [
+        sample_mdn(logpi, mu, logsigma, t, torch.Generator().manual_seed(3)).std(0).mean().item()
+        for t in (0.1, 1.0, 2.0)
+    ]
+    assert spread[0] < spread[1] < spread[2]
+    a = sample_mdn(logpi[:16], mu[:16], logsigma[:16], 1.0, torch.Generator().manual_seed(7))
+    b = sample_mdn(logpi[:16], mu[:16], logsigma[:16], 1.0, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+
+
+def test_mdn_mean_of_both_kinds() -> None:
+    logpi, mu, _, _ = _per_dim_mixture()
+    assert torch.allclose(mdn_mean(logpi, mu), (logpi.exp() * mu).sum(-2))
+    shared = logpi[..., 0]
+    assert torch.allclose(mdn_mean(shared, mu), (shared.exp().unsqueeze(-1) * mu).sum(-2))
+
+
+def test_config_without_mixture_key_is_shared() -> None:
+    cfg = MDNRNNConfig(latent_dim=4, action_dim=2, hidden_dim=8, n_mixtures=3)
+    assert cfg.mixture == "per_dim"  # new models
+    old = {k: v for k, v in cfg.to_dict().items() if k != "mixture"}
+    assert MDNRNNConfig.from_dict(old).mixture == "shared"
+    assert MDNRNNConfig.from_dict(cfg.to_dict()).mixture == "per_dim"
+    with pytest.raises(ValueError, match="mixture"):
+        MDNRNNConfig(mixture="joint")
+
+
+# Numbers from main before per-dim mixtures existed (same inputs and seeds, one torch thread as
+# conftest sets: the batched forward rounds differently with more threads).
+BUNDLED_PINS = {
+    "carracing": {
+        "logpi": [-1.1194353103637695, -2.297452449798584, -5.8585405349731445],
+        "mu": 0.07582350820302963,
+        "done": -6.960751533508301,
+        "obs": [0.4148600101470947, -0.01816457509994507, 3.1032938957214355],
+        "rewards": 6.03765481710434,
+    },
+    "doom_takecover": {
+        "logpi": [-3.6793174743652344, -1.6388965845108032, -4.466700077056885],
+        "mu": -0.028728466480970383,
+        "done": -1.2223708629608154,
+        "obs": [0.4101247787475586, -0.17967049777507782, -0.8434023261070251],
+        "rewards": 5.001477420330048,
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_PINS))
+def test_bundled_worlds_are_shared_and_unchanged(name: str) -> None:
+    """Old bundles (no "mixture" in config) load as shared M and predict and dream as before."""
+    import gymnasium as gym
+    import numpy as np
+
+    from dreamgym.world import World
+
+    pins = BUNDLED_PINS[name]
+    world = World.load(name)
+    assert "mixture" not in world.config["mdnrnn"] and world.mdnrnn.config.mixture == "shared"
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 3, world.latent_dim, generator=g)
+    a = torch.rand(2, 3, world.mdnrnn.config.action_dim, generator=g)
+    with torch.no_grad():
+        out, _ = world.mdnrnn(z, a)
+    assert out.logpi[0, 0, :3].tolist() == pins["logpi"]
+    assert float(out.mu[1, 2, 0, 0]) == pins["mu"] and float(out.done_logit[0, 0]) == pins["done"]
+    env_id = "DreamCarRacing-v0" if name == "carracing" else "DreamDoomTakeCover-v0"
+    env = gym.make(env_id, device="cpu")
+    env.reset(seed=123)
+    action = np.array([0.1, 0.5, 0.0], np.float32) if name == "carracing" else 1
+    total = 0.0
+    for _ in range(5):
+        obs, r, *_ = env.step(action)
+        total += float(r)
+    env.close()
+    assert obs[:3].tolist() == pins["obs"] and total == pins["rewards"]
+
+
+@pytest.mark.parametrize("mixture", ["shared", "per_dim"])
+def test_forward_with_resets_carries_state_and_zeroes_it_at_episode_starts(mixture: str) -> None:
+    torch.manual_seed(0)
+    cfg = MDNRNNConfig(latent_dim=3, action_dim=2, hidden_dim=8, n_mixtures=2, mixture=mixture)
+    model = MDNRNN(cfg)
+    b, t = 2, 12
+    z, a = torch.randn(b, t, 3), torch.randn(b, t, 2)
+    resets = torch.zeros(b, t, dtype=torch.bool)
+    resets[:, 0] = True
+    resets[0, 5] = True  # row 0: a second episode starts at step 5
+    full, (h, c) = model(z, a, resets=resets)
+    # the same pass in chunks of 4 with the state carried
+    state, pieces = None, []
+    for i in range(0, t, 4):
+        out, state = model(z[:, i : i + 4], a[:, i : i + 4], state, resets[:, i : i + 4])
+        pieces.append(out)
+    for j, field in enumerate(full):
+        chunked = torch.cat([p[j] for p in pieces], dim=1)
+        assert torch.allclose(chunked, field, atol=1e-6)
+    assert torch.allclose(state[0], h, atol=1e-6) and torch.allclose(state[1], c, atol=1e-6)
+    # row 0's second episode is predicted as from h = 0; row 1 (no reset) as one sequence
+    fresh, _ = model(z[:1, 5:], a[:1, 5:])
+    plain, _ = model(z[1:], a[1:])
+    assert torch.allclose(full.mu[0, 5:], fresh.mu[0], atol=1e-6)
+    assert torch.allclose(full.mu[1], plain.mu[0], atol=1e-6)
+    assert not torch.allclose(full.mu[0, 5:], model(z[:1], a[:1])[0].mu[0, 5:], atol=1e-4)
+
+
+def test_per_dim_step_matches_sequence_forward() -> None:
+    torch.manual_seed(0)
+    model = MDNRNN(MDNRNNConfig(latent_dim=5, action_dim=3, hidden_dim=16, n_mixtures=3))
+    z, a = torch.randn(4, 6, 5), torch.randn(4, 6, 3)
+    seq_out, _ = model(z, a)
+    state = model.initial_state(4)
+    with torch.no_grad():
+        for i in range(6):
+            out, state = model.step(z[:, i], a[:, i], state)
+            for got, want in zip(out, seq_out, strict=True):
+                assert torch.allclose(got, want[:, i], atol=1e-5)

@@ -96,7 +96,17 @@ def _check_bundle(out: Path, env_id: str, limit: int) -> World:
 
 def test_train_carracing_then_step_the_dream(car_data: Path, tmp_path: Path) -> None:
     out = train_world(TrainConfig(data=str(car_data), out=str(tmp_path / "w"), **TINY))
-    _check_bundle(out, CAR, 1000)
+    world = _check_bundle(out, CAR, 1000)
+    # new worlds: the paper's M (a mixture per dim), trained on whole episodes with carried state
+    assert (
+        world.config["mdnrnn"]["mixture"] == "per_dim" and world.mdnrnn.config.mixture == "per_dim"
+    )
+    assert world.config["mdnrnn"]["done_pos_weight"] == 10.0
+    training = world.config["provenance"]["training"]
+    assert training["rnn_sequences"] == "episodes" and training["nll_reduction"] == "mean"
+    assert training["mask_terminal_z"] is True and training["rnn_lr_decay"] == 0.99999
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "per latent dim" in card and "whole episodes in 16-step chunks" in card
     env = gym.make("DreamEnv-v0", world=str(out))
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4 + 16,)
@@ -169,6 +179,45 @@ def test_kill_9_after_v_then_resume_skips_v(car_data: Path, tmp_path: Path) -> N
     )
     assert calls == [("rnn", 3)]
     assert World.load(out).config["provenance"]["stages"]["rnn"]["epochs"] == 3
+
+
+def test_old_run_resumes_with_what_it_trained_with(car_data: Path, tmp_path: Path) -> None:
+    """A progress.json from before per-dim M (no such options) resumes under the same command."""
+    out = tmp_path / "w"
+    old = {
+        "mixture": "shared",
+        "rnn_sequences": "windows",
+        "nll_reduction": "sum",
+        "mask_terminal_z": False,
+        "done_weight": 0.0,
+        "rnn_lr_decay": 1.0,
+    }
+    world = World.load(train_world(TrainConfig(data=str(car_data), out=str(out), **TINY, **old)))
+    assert world.mdnrnn.config.mixture == "shared"
+    assert "windows" in (out / "MODEL_CARD.md").read_text()
+    path = out / WORK_DIR / PROGRESS_FILE
+    progress = json.loads(path.read_text())
+    options = progress["fingerprint"]["options"]
+    for k in ("mixture", "rnn_sequences", "nll_reduction", "mask_terminal_z", "rnn_lr_decay"):
+        del options[k]
+    del options["rnn_lr_min"]
+    options["done_weight"] = None  # what "automatic" was stored as
+    path.write_text(json.dumps(progress))
+
+    calls: list[tuple[str, int]] = []
+    config = TrainConfig(data=str(car_data), out=str(out), **TINY)  # the old command
+    train_world(config, on_epoch=lambda stage, epoch, record: calls.append((stage, epoch)))
+    assert calls == []  # recognised as the same, finished run
+    train_world(
+        dataclasses.replace(config, rnn_epochs=2),
+        on_epoch=lambda stage, epoch, record: calls.append((stage, epoch)),
+    )
+    assert calls == [("rnn", 2)]
+    world = World.load(out)
+    assert world.mdnrnn.config.mixture == "shared"
+    assert world.config["provenance"]["training"]["rnn_sequences"] == "windows"
+    with pytest.raises(TrainingStateError, match="--mixture shared \\(this run: per_dim\\)"):
+        train_world(dataclasses.replace(config, rnn_epochs=2, mixture="per_dim"))
 
 
 def test_corrupt_shard_is_reported_before_training(car_data: Path, tmp_path: Path) -> None:

@@ -1,0 +1,210 @@
+"""M's training the paper's way: episode streams, carried state, terminal masking, lr decay, and
+old runs resuming as they were trained."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig
+from dreamgym.training import (
+    LatentEpisodes,
+    LRSchedule,
+    TrainConfig,
+    evaluate_rnn,
+    latent_stats,
+    make_adam,
+    make_streams,
+    sequence_loss,
+    stream_chunks,
+    train_rnn_epoch,
+)
+from dreamgym.training.config import (
+    LEGACY_RUN_DEFAULTS,
+    NEW_RUN_DEFAULTS,
+    check_config,
+    resolve_run_options,
+    upgrade_stored_options,
+)
+
+
+def _latents(
+    lengths: list[int], z: int = 2, seed: int = 0, logvar: float = -12.0
+) -> LatentEpisodes:
+    """Episodes of z_{t+1} = 0.9 z_t + 0.5 a_t (+ noise), reward z_t[0], done at each end."""
+    rng = np.random.default_rng(seed)
+    mus, actions, rewards, dones = [], [], [], []
+    for t_max in lengths:
+        a = rng.choice([-1.0, 1.0], size=(t_max, 1)).astype(np.float32)
+        zs = np.zeros((t_max + 1, z), dtype=np.float32)
+        zs[0] = rng.normal(size=z)
+        for t in range(t_max):
+            zs[t + 1] = 0.9 * zs[t] + 0.5 * a[t, 0] + 0.02 * rng.normal(size=z)
+        mus.append(zs)
+        actions.append(a)
+        rewards.append(zs[:-1, 0].copy())
+        d = np.zeros(t_max, dtype=bool)
+        d[-1] = True
+        dones.append(d)
+    mu = np.concatenate(mus)
+    return LatentEpisodes.from_arrays(
+        mu,
+        np.full_like(mu, logvar),
+        np.concatenate(actions),
+        np.concatenate(rewards),
+        np.concatenate(dones),
+        np.asarray(lengths),
+    )
+
+
+def test_streams_hold_every_step_once_with_resets_at_episode_starts() -> None:
+    data = _latents([5, 40, 17, 9, 30, 12])
+    streams = make_streams(data, np.arange(6), 3, np.random.default_rng(0))
+    assert streams.rows == 3
+    steps = streams.steps[streams.valid]
+    assert sorted(steps.tolist()) == list(range(int(data.lengths.sum())))
+    starts = set(data.step_start.tolist())
+    assert set(streams.steps[streams.resets].tolist()) == starts
+    assert (streams.resets <= streams.valid).all() and streams.resets[:, 0].all()
+    # rows packed to about the same length: padding under one longest episode
+    per_row = streams.valid.sum(1)
+    assert per_row.max() - per_row.min() <= data.lengths.max()
+    # within an episode, the frame of z_t follows the step
+    e = 1
+    row, col = np.argwhere(streams.steps == data.step_start[e])[0]
+    assert streams.frames[row, col : col + 40].tolist() == list(
+        range(data.frame_start[e], data.frame_start[e] + 40)
+    )
+
+
+def test_stream_chunks_chain_z_across_chunks_and_start_episodes_fresh() -> None:
+    data = _latents([7, 11, 6], logvar=0.0)  # σ = 1: every sample differs
+    streams = make_streams(data, np.arange(3), 2, np.random.default_rng(1))
+    gen = torch.Generator().manual_seed(0)
+    chunks = list(stream_chunks(data, streams, 4, gen))
+    assert len(chunks) == streams.n_chunks(4)
+    z_in = torch.cat([b[0] for b, _ in chunks], dim=1)
+    z_tgt = torch.cat([b[2] for b, _ in chunks], dim=1)
+    resets = torch.cat([r for _, r in chunks], dim=1)
+    mask = torch.cat([b[-1] for b, _ in chunks], dim=1)
+    follow = ~resets[:, 1:] & mask[:, 1:]
+    assert torch.equal(z_in[:, 1:][follow], z_tgt[:, :-1][follow])  # the target is the next input
+    starts = resets & mask
+    assert not torch.isclose(z_in[:, 1:][starts[:, 1:]], z_tgt[:, :-1][starts[:, 1:]]).any()
+
+
+def test_terminal_frame_is_masked_from_the_z_loss_truncation_is_not() -> None:
+    torch.manual_seed(0)
+    rnn = MDNRNN(MDNRNNConfig(latent_dim=2, action_dim=1, hidden_dim=8, n_mixtures=2))
+    z_in, a = torch.randn(1, 5, 2), torch.randn(1, 5, 1)
+    z_tgt = torch.randn(1, 5, 2)
+    dones = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0]])  # step 2 terminated; step 4 truncated
+    mask = torch.ones(1, 5, dtype=torch.bool)
+
+    def nll(target: torch.Tensor, masked: bool) -> float:
+        batch = (z_in, a, target, torch.zeros(1, 5), dones, mask)
+        return float(sequence_loss(rnn, batch, 10.0, 1.0, "mean", masked)[1]["nll"])
+
+    black = z_tgt.clone()
+    black[0, 2] = 0.0  # ViZDoom's all-zero terminal screen, encoded
+    assert nll(black, True) == nll(z_tgt, True)
+    assert nll(black, False) != nll(z_tgt, False)
+    moved = z_tgt.clone()
+    moved[0, 4] += 1.0  # a truncated step keeps its target
+    assert nll(moved, True) != nll(z_tgt, True)
+
+
+def test_nll_reduction_mean_is_sum_over_z() -> None:
+    torch.manual_seed(0)
+    rnn = MDNRNN(MDNRNNConfig(latent_dim=3, action_dim=1, hidden_dim=8, n_mixtures=2))
+    batch = (
+        torch.randn(2, 4, 3),
+        torch.randn(2, 4, 1),
+        torch.randn(2, 4, 3),
+        torch.zeros(2, 4),
+        torch.zeros(2, 4),
+        torch.ones(2, 4, dtype=torch.bool),
+    )
+    s = sequence_loss(rnn, batch, 1.0, 1.0, "sum")[1]["nll"]
+    m = sequence_loss(rnn, batch, 1.0, 1.0, "mean")[1]["nll"]
+    assert torch.allclose(m, s / 3)
+
+
+def test_lr_schedule_decays_per_step_to_the_floor() -> None:
+    s = LRSchedule(1e-3, 0.99, 1e-5)
+    assert s.at(0) == pytest.approx(1e-3)
+    assert s.at(100) == pytest.approx((1e-3 - 1e-5) * 0.99**100 + 1e-5)
+    assert s.at(10**6) == pytest.approx(1e-5)
+    assert LRSchedule(1e-3).at(10**6) == 1e-3
+
+
+@pytest.mark.parametrize("mixture", ["per_dim", "shared"])
+def test_episode_training_learns_and_decays_the_lr(mixture: str) -> None:
+    """M's held-out NLL falls well below the baselines with whole-episode training."""
+    lengths = [40, 25, 60, 33, 47, 40, 52, 38, 41, 29, 40, 40]
+    data = _latents(lengths)
+    train, val = np.arange(10), np.array([10, 11])
+    torch.manual_seed(0)
+    cfg = MDNRNNConfig(latent_dim=2, action_dim=1, hidden_dim=32, n_mixtures=2, mixture=mixture)
+    rnn = MDNRNN(cfg)
+    opt = make_adam(rnn.parameters(), 1e-2)
+    sched = LRSchedule(1e-2, 0.999, 1e-4)
+    stats = latent_stats(data, train)
+    before = evaluate_rnn(rnn, data, val, stats, seed=0, mask_terminal_z=True)
+    for epoch in range(40):
+        train_rnn_epoch(
+            rnn, opt, data, train, 20, 4, 10.0, 1.0, 1.0, seed=0, epoch=epoch,
+            sequences="episodes", nll_reduction="mean", mask_terminal_z=True, lr_schedule=sched,
+        )  # fmt: skip
+    after = evaluate_rnn(rnn, data, val, stats, seed=0, mask_terminal_z=True)
+    assert after["nll_per_dim"] < before["nll_per_dim"] - 1.0
+    assert after["nll_per_dim"] < after["baseline_previous_z_nll_per_dim"] - 0.5
+    assert after["reward_mae"] < 0.5 * after["reward_mae_baseline_mean"]
+    steps = int(opt.state[next(iter(rnn.parameters()))]["step"])
+    assert 40 * 6 <= steps <= 40 * 7  # 4 rows of ≈115 steps in chunks of 20
+    assert opt.param_groups[0]["lr"] == pytest.approx(sched.at(steps - 1))
+
+
+def test_unset_options_resolve_to_new_defaults_or_to_an_old_runs() -> None:
+    config = TrainConfig(data="d", out="o")
+    new = resolve_run_options(config, None)
+    assert {k: getattr(new, k) for k in NEW_RUN_DEFAULTS} == NEW_RUN_DEFAULTS
+    assert new.seq_len == 1000
+    old_options = {"latent": 32, "seq_len": 100, "done_weight": None}  # before these options
+    legacy = resolve_run_options(config, old_options)
+    assert legacy.mixture == "shared" and legacy.rnn_sequences == "windows"
+    assert legacy.seq_len == 100 and legacy.done_weight == 0.0 and legacy.rnn_lr_decay == 1.0
+    assert upgrade_stored_options(old_options)["done_weight"] == 0.0
+    assert upgrade_stored_options(old_options)["mixture"] == LEGACY_RUN_DEFAULTS["mixture"]
+    explicit = resolve_run_options(dataclasses.replace(config, mixture="per_dim"), old_options)
+    assert explicit.mixture == "per_dim"  # a given option is kept (and then refused as a change)
+    with pytest.raises(ValueError, match="--rnn-sequences"):
+        check_config(dataclasses.replace(config, rnn_sequences="chunks"))
+    with pytest.raises(ValueError, match="--rnn-lr-decay"):
+        check_config(dataclasses.replace(config, rnn_lr_decay=1.5))
+
+
+def test_windowed_shared_trainer_reproduces_main_exactly() -> None:
+    """`--mixture shared --rnn-sequences windows` (legacy) trains bit for bit as before.
+
+    Pinned on main before per-dim M (one torch thread, as conftest sets).
+    """
+    rng = np.random.default_rng(0)
+    lengths = np.array([30, 12, 45, 20])
+    mu = rng.normal(size=(int((lengths + 1).sum()), 3)).astype(np.float32)
+    actions = rng.normal(size=(int(lengths.sum()), 2)).astype(np.float32)
+    rewards = rng.normal(size=int(lengths.sum())).astype(np.float32)
+    dones = np.zeros(int(lengths.sum()), bool)
+    dones[np.cumsum(lengths) - 1] = True
+    data = LatentEpisodes.from_arrays(mu, np.full_like(mu, -2.0), actions, rewards, dones, lengths)
+    torch.manual_seed(0)
+    cfg = MDNRNNConfig(latent_dim=3, action_dim=2, hidden_dim=8, n_mixtures=2, mixture="shared")
+    rnn = MDNRNN(cfg)
+    opt = make_adam(rnn.parameters(), 1e-2)
+    for epoch in range(2):
+        r = train_rnn_epoch(rnn, opt, data, np.arange(4), 16, 3, 5.0, 1.0, 1.0, seed=0, epoch=epoch)
+    assert r["loss"] == 15.438197946994103 and r["nll"] == 13.88908107258449
+    assert float(rnn.head.bias.detach().sum()) == 0.8500685095787048
