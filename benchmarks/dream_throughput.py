@@ -45,23 +45,27 @@ class ModelSize:
     action: int
     hidden: int
     mixtures: int
+    mixture: str = "shared"
+    """"shared" (the bundled worlds) or "per_dim" (new worlds: K·Z logits, a choice per dim)."""
 
 
 def dream_step_flops(m: ModelSize) -> dict[str, int]:
     """FLOPs of one dream step for one env (a multiply-add counts 2).
 
     - LSTM gates: [x, h] @ [W_ih; W_hh]ᵀ, 4H outputs from Z + A + H inputs: 2·4H·(Z+A+H);
-    - heads: h @ W_headᵀ, K logits + K·Z means + K·Z log σ + reward + done: 2·H·(K + 2KZ + 2);
+    - heads: h @ W_headᵀ, K logits (K·Z per dim) + K·Z means + K·Z log σ + reward + done:
+      2·H·(K + 2KZ + 2) shared;
     - elementwise (an estimate, each add/mul/exp/log/sigmoid/tanh counted as one FLOP):
       LSTM 2 bias adds (8H) + 3 sigmoid and 2 tanh (5H) + c' = f·c + i·g (3H) + h' = o·tanh(c') (H)
       = 17H; heads: head bias (K+2KZ+2), log-softmax (≈4K), bounded log σ (≈4KZ);
       sampling: Gumbel-max (≈4K), σ = exp(log σ)·√τ and z = μ + σ·ε (4Z), done (≈4).
     """
     z, a, h, k = m.latent, m.action, m.hidden, m.mixtures
-    head_out = k + 2 * k * z + 2
+    logits = k if m.mixture == "shared" else k * z  # per dim: log-softmax and Gumbel on K·Z
+    head_out = logits + 2 * k * z + 2
     lstm = 2 * 4 * h * (z + a + h)
     heads = 2 * h * head_out
-    elementwise = 17 * h + head_out + 4 * k + 4 * k * z + 4 * k + 4 * z + 4
+    elementwise = 17 * h + head_out + 4 * logits + 4 * k * z + 4 * logits + 4 * z + 4
     return {"lstm": lstm, "heads": heads, "elementwise": elementwise}
 
 
@@ -220,14 +224,15 @@ def main(argv: list[str] | None = None) -> None:
 
     world = World.untrained(ENV_ID, n_initial=2).to(device)
     cfg = world.mdnrnn.config
-    m = ModelSize(cfg.latent_dim, cfg.action_dim, cfg.hidden_dim, cfg.n_mixtures)
+    m = ModelSize(cfg.latent_dim, cfg.action_dim, cfg.hidden_dim, cfg.n_mixtures, cfg.mixture)
     flops = dream_step_flops(m)
     per_env = sum(flops.values())
     print(
         f"# dream throughput — {ENV_ID} world (untrained), device {device}, torch {torch.__version__}"
     )
     print(
-        f"model: latent {m.latent}, action {m.action}, hidden {m.hidden}, K {m.mixtures}; "
+        f"model: latent {m.latent}, action {m.action}, hidden {m.hidden}, K {m.mixtures} "
+        f"({m.mixture}); "
         f"FLOPs per env-step: LSTM {flops['lstm']:,} + heads {flops['heads']:,} + "
         f"elementwise ≈{flops['elementwise']:,} = {per_env:,}"
     )

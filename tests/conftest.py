@@ -79,6 +79,7 @@ def build_tiny_world(
     temperature: float = 1.0,
     seed: int = 0,
     name: str | None = None,
+    mixture: str = "per_dim",
 ) -> World:
     """A tiny untrained world in memory (see `make_tiny_world` for the options)."""
     space = DISCRETE_ACTIONS if discrete else BOX_ACTIONS
@@ -91,7 +92,11 @@ def build_tiny_world(
         FramePreprocessing(),
         vae_config=VAEConfig(latent_dim=latent),
         rnn_config=MDNRNNConfig(
-            latent_dim=latent, action_dim=action_dim, hidden_dim=hidden, n_mixtures=mixtures
+            latent_dim=latent,
+            action_dim=action_dim,
+            hidden_dim=hidden,
+            n_mixtures=mixtures,
+            mixture=mixture,
         ),
         max_episode_steps=max_episode_steps,
         temperature=temperature,
@@ -111,7 +116,7 @@ def _make_tiny_world(tmp_path: Path, discrete: bool, **kw: Any) -> Path:
 
     Options: latent, hidden, mixtures, max_episode_steps, n_initial, done_logit (constant done
     logit, see `set_done_logit`), initial_logvar (e.g. -60: resets land exactly on the bank's
-    means), temperature, seed, name, subdir (folder name under tmp_path), dtype ("float16").
+    means), temperature, seed, name, mixture ("per_dim" or "shared"), subdir (folder name under tmp_path), dtype ("float16").
     """
     subdir = kw.pop("subdir", None)
     dtype = kw.pop("dtype", "float32")
