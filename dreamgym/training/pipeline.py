@@ -314,10 +314,10 @@ def _encode(run: TrainingRun, vae: ConvVAE) -> tuple[np.ndarray, np.ndarray]:
     return mu, logvar
 
 
-def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[str, Any]]:
-    """(M resumed and trained for the epochs left, the training-set latent statistics)."""
-    config, data, train_eps = run.config, run.data, run.train_eps
-    train_steps = data.step_indices(train_eps)
+def _new_rnn(run: TrainingRun) -> MDNRNN:
+    """M as the run's options say, seeded, its reward and done heads started at the base rates."""
+    config, data = run.config, run.data
+    train_steps = data.step_indices(run.train_eps)
     done_weight = (
         float(config.done_weight)
         if config.done_weight
@@ -335,7 +335,14 @@ def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[
         torch.manual_seed(config.seed + 1)
         rnn = MDNRNN(rnn_config)
     init_rnn_heads(rnn, data.rewards[train_steps], data.dones[train_steps])
-    rnn.to(run.device)
+    return rnn.to(run.device)
+
+
+def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[str, Any]]:
+    """(M resumed and trained for the epochs left, the training-set latent statistics)."""
+    config, train_eps = run.config, run.train_eps
+    rnn = _new_rnn(run)
+    done_weight = rnn.config.done_pos_weight
     optimizer = make_adam(rnn.parameters(), config.rnn_lr)
     if run.progress.get("rnn") is None:
         run.progress["rnn"] = {
