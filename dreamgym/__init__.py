@@ -15,16 +15,23 @@ from typing import Any
 
 from gymnasium.envs.registration import register, registry
 
+from dreamgym.envs.real import default_step_limit  # gymnasium only: cheap
+
 __version__ = "0.1.0"
 
 _ENTRY = "dreamgym.envs.dream:DreamEnv"
 _VECTOR_ENTRY = "dreamgym.envs.dream:DreamVectorEnv"
 
-# (id, kwargs, step limit of the real env the world was learned from)
+# (id, kwargs, step limit of the real env the world was learned from: CarRacing-v3's own 1,000,
+# the paper's 2,100 for TakeCover)
 _ENV_IDS: tuple[tuple[str, dict[str, Any], int | None], ...] = (
     ("DreamEnv-v0", {}, None),
-    ("DreamCarRacing-v0", {"world": "carracing"}, 1000),
-    ("DreamDoomTakeCover-v0", {"world": "doom_takecover"}, 2100),
+    ("DreamCarRacing-v0", {"world": "carracing"}, default_step_limit("CarRacing-v3")),
+    (
+        "DreamDoomTakeCover-v0",
+        {"world": "doom_takecover"},
+        default_step_limit("VizdoomTakeCover-v1"),
+    ),
 )
 
 for _id, _kwargs, _limit in _ENV_IDS:

@@ -1,7 +1,7 @@
 """`dreamgym` command line: one sub-command per job, options generated from each job's dataclass.
 
 Every long job's options live in a dataclass next to the code that runs it (`TrainConfig` in
-train.py, `ControllerConfig` in controllers.py, ...). Each field's `metadata["help"]` is its
+training/config.py, `ControllerConfig` in training/cmaes.py, ...). Each field's `metadata["help"]` is its
 one-line doc; this module turns the fields into `--kebab-case` options, so the CLI and the
 library can never disagree. Heavy modules (torch) are imported only by the sub-command that runs.
 """
@@ -29,7 +29,12 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "write an untrained world for a real env",
     ),
     "collect": ("dreamgym.data", "CollectConfig", "collect", "collect real rollouts"),
-    "train": ("dreamgym.train", "TrainConfig", "train", "train V, then M, then write the bundle"),
+    "train": (
+        "dreamgym.training.config",
+        "TrainConfig",
+        "train",
+        "train V, then M, then write the bundle",
+    ),
     "controller": (
         "dreamgym.training.cmaes",
         "ControllerConfig",

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dreamgym.envs.real import make_real_env
 from dreamgym.models.mdnrnn import MDNRNNConfig
 from dreamgym.models.vae import VAEConfig
 from dreamgym.spaces import action_input_dim
+from dreamgym.world import CONFIG_FILE, World
 
 
 @dataclass
@@ -32,9 +34,6 @@ class InitConfig:
 
 def init_world(config: InitConfig) -> Path:
     """Write an untrained world bundle (random V and M) and return its directory."""
-    from dreamgym.envs.real import make_real_env
-    from dreamgym.world import CONFIG_FILE, World
-
     out = Path(config.out)
     if (out / CONFIG_FILE).exists() and not config.force:
         raise FileExistsError(f"{out} already holds a world; pass --force to overwrite it")
@@ -55,5 +54,4 @@ def init_world(config: InitConfig) -> Path:
         name=out.name,
     )
     world.save(out)
-    print(f"wrote an untrained world for {config.env} to {out} (random V and M: dreams are noise)")
     return out

@@ -7,10 +7,15 @@ Enter restarts the episode, Esc quits. Frames are V's decodings of the dream's z
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+
+from dreamgym.envs.single import DreamEnv
+from dreamgym.rendering import _pygame
 
 TEMPERATURE_STEP = 0.05
 BRAKE = 0.8  # as in gymnasium's car_racing.py play: 1.0 would lock the wheels
@@ -33,6 +38,20 @@ class PlayConfig:
     )
 
 
+@dataclass
+class PlayResult:
+    """What a play session did."""
+
+    returns: list[float] = field(default_factory=list)
+    """Dream return of each finished episode."""
+    lengths: list[int] = field(default_factory=list)
+    """Steps of each finished episode."""
+    steps: int = 0
+    """Dream steps taken in all (finished episodes and the one left when Esc was pressed)."""
+    temperature: float = 1.0
+    """τ when the session ended (after any +/- presses)."""
+
+
 def keys_to_action(pressed: Any, pygame: Any, discrete: bool, n_actions: int = 3) -> Any:
     """Map the keyboard state to an action of the world's action space."""
     left, right = pressed[pygame.K_LEFT], pressed[pygame.K_RIGHT]
@@ -46,20 +65,21 @@ def keys_to_action(pressed: Any, pygame: Any, discrete: bool, n_actions: int = 3
     return a
 
 
-def play(config: PlayConfig) -> int:
-    """Open a window and let a person drive in the dream until Esc (or max_episodes)."""
-    import gymnasium as gym
+def play(config: PlayConfig, echo: Callable[[str], None] | None = None) -> PlayResult:
+    """Open a window and let a person drive in the dream until Esc (or max_episodes).
 
-    from dreamgym.envs.dream import DreamEnv
-    from dreamgym.rendering import _pygame
-
+    `echo` receives the live messages (τ changes, each episode's return); `dreamgym play`
+    passes `print`.
+    """
+    say = echo or (lambda _message: None)
     pygame = _pygame()
     env = DreamEnv(config.world, temperature=config.temperature, render_mode="human", device="cpu")
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
     clock = pygame.time.Clock()
-    obs, _ = env.reset(seed=config.seed)
-    episodes, ret, steps = 0, 0.0, 0
-    print(
+    result = PlayResult(temperature=env.temperature)
+    env.reset(seed=config.seed)
+    ret, steps = 0.0, 0
+    say(
         f"playing {env.world.name} at τ={env.temperature:.2f}: arrows to act, +/- temperature, "
         "Enter restart, Esc quit"
     )
@@ -69,35 +89,36 @@ def play(config: PlayConfig) -> int:
                 if event.type == pygame.QUIT or (
                     event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE
                 ):
-                    return 0
+                    return result
                 if event.type == pygame.KEYDOWN and event.key in (
                     pygame.K_PLUS,
                     pygame.K_EQUALS,
                     pygame.K_KP_PLUS,
                 ):
                     env.temperature = env.temperature + TEMPERATURE_STEP
-                    print(f"τ = {env.temperature:.2f}")
+                    say(f"τ = {env.temperature:.2f}")
                 if event.type == pygame.KEYDOWN and event.key in (
                     pygame.K_MINUS,
                     pygame.K_KP_MINUS,
                 ):
                     env.temperature = max(TEMPERATURE_STEP, env.temperature - TEMPERATURE_STEP)
-                    print(f"τ = {env.temperature:.2f}")
+                    say(f"τ = {env.temperature:.2f}")
+                result.temperature = env.temperature
                 if event.type == pygame.KEYDOWN and event.key == pygame.K_RETURN:
-                    obs, _ = env.reset()
+                    env.reset()
                     ret, steps = 0.0, 0
             action = keys_to_action(pygame.key.get_pressed(), pygame, discrete)
-            obs, reward, terminated, truncated, _ = env.step(
-                np.int64(action) if discrete else action
-            )
+            _, reward, terminated, truncated, _ = env.step(np.int64(action) if discrete else action)
             ret += reward
             steps += 1
+            result.steps += 1
             if terminated or truncated:
-                episodes += 1
-                print(f"episode {episodes}: dream return {ret:.1f} in {steps} steps")
-                if config.max_episodes and episodes >= config.max_episodes:
-                    return 0
-                obs, _ = env.reset()
+                result.returns.append(ret)
+                result.lengths.append(steps)
+                say(f"episode {len(result.returns)}: dream return {ret:.1f} in {steps} steps")
+                if config.max_episodes and len(result.returns) >= config.max_episodes:
+                    return result
+                env.reset()
                 ret, steps = 0.0, 0
             clock.tick(config.fps)
     finally:

@@ -7,6 +7,7 @@ Discrete actions one-hot (Ha & Schmidhuber 2018 feed the raw action into the RNN
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -85,6 +86,104 @@ def encode_actions_tensor(
     if high is None:
         high = torch.as_tensor(np.asarray(space.high, dtype=np.float32), device=actions.device)
     return torch.maximum(torch.minimum(actions.float(), high), low)
+
+
+def check_actions(space: gym.Space, actions: Any, num_envs: int | None = None) -> Any:
+    """Check actions against `space`; a clear ValueError for a wrong shape, dtype, NaN/inf or
+    out-of-range Discrete index. The one action validator: the dream, its views and the
+    transfer wrapper all accept and refuse the same actions.
+
+    `num_envs=None`: ONE action (a Discrete int, scalar or shape (1,); a Box float array of
+    `space.shape`), returned as a numpy batch of one (int64 (1,) or float32 (1, A)).
+    `num_envs=n`: a batch of n. numpy/list input comes back as a numpy array (int64 or float32);
+    a torch tensor comes back as it is (checked on its own device, not moved or cast).
+    """
+    if num_envs is None:
+        return _check_one_action(space, actions)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(actions, torch.Tensor):
+        _check_action_tensor(space, actions, int(num_envs))
+        return actions
+    n = int(num_envs)
+    arr = np.asarray(actions)
+    if isinstance(space, gym.spaces.Discrete):
+        if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(
+                f"expected {n} integer Discrete actions of shape ({n},), got dtype "
+                f"{arr.dtype} and shape {arr.shape}"
+            )
+        out = arr.astype(np.int64)
+        lo, hi = _discrete_bounds(space)
+        outside = (out < lo) | (out >= hi)
+        if outside.any():
+            raise ValueError(
+                f"Discrete actions must lie in [{lo}, {hi}), got {out[outside][:5].tolist()}"
+            )
+        return out
+    shape = (n, *space.shape)
+    if arr.shape != shape or not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(
+            f"expected float actions of shape {shape} (num_envs × action size), got dtype "
+            f"{arr.dtype} and shape {arr.shape}"
+        )
+    out = arr.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError("actions contain NaN or inf; check the policy's output")
+    return out
+
+
+def _discrete_bounds(space: gym.spaces.Discrete) -> tuple[int, int]:
+    return int(space.start), int(space.start) + int(space.n)
+
+
+def _check_one_action(space: gym.Space, action: Any) -> np.ndarray:
+    arr = np.asarray(action)
+    if isinstance(space, gym.spaces.Discrete):
+        if arr.shape not in ((), (1,)) or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(
+                f"expected one integer action for {space}, got {action!r} "
+                f"(dtype {arr.dtype}, shape {arr.shape})"
+            )
+        out = arr.astype(np.int64).reshape(1)
+        lo, hi = _discrete_bounds(space)
+        if not lo <= int(out[0]) < hi:
+            raise ValueError(f"Discrete action must lie in [{lo}, {hi}), got {int(out[0])}")
+        return out
+    if arr.shape != space.shape or not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(
+            f"expected a float action of shape {space.shape}, got dtype {arr.dtype} and "
+            f"shape {arr.shape}"
+        )
+    out = arr.astype(np.float32).reshape(1, -1)
+    if not np.isfinite(out).all():
+        raise ValueError(f"action contains NaN or inf ({arr}); check the policy's output")
+    return out
+
+
+def _check_action_tensor(space: gym.Space, actions: torch.Tensor, n: int) -> None:
+    import torch
+
+    if isinstance(space, gym.spaces.Discrete):
+        if actions.shape != (n,) or actions.dtype.is_floating_point or actions.dtype == torch.bool:
+            raise ValueError(
+                f"expected {n} integer Discrete actions of shape ({n},), got dtype "
+                f"{actions.dtype} and shape {tuple(actions.shape)}"
+            )
+        lo, hi = _discrete_bounds(space)
+        outside = (actions < lo) | (actions >= hi)
+        if bool(outside.any()):
+            raise ValueError(
+                f"Discrete actions must lie in [{lo}, {hi}), got {actions[outside][:5].tolist()}"
+            )
+        return
+    shape = (n, *space.shape)
+    if tuple(actions.shape) != shape or not actions.dtype.is_floating_point:
+        raise ValueError(
+            f"expected float actions of shape {shape} (num_envs × action size), got dtype "
+            f"{actions.dtype} and shape {tuple(actions.shape)}"
+        )
+    if not bool(torch.isfinite(actions).all()):
+        raise ValueError("actions contain NaN or inf; check the policy's output")
 
 
 def same_action_space(a: gym.Space, b: gym.Space) -> bool:

@@ -10,6 +10,7 @@ are safetensors and every file is checked against its recorded checksum and shap
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -20,9 +21,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from dreamgym.envs.real import make_real_env
 from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.models.vae import ConvVAE, VAEConfig
-from dreamgym.preprocessing import FramePreprocessing
+from dreamgym.preprocessing import FramePreprocessing, preprocessing_for
 from dreamgym.spaces import action_input_dim, action_space_from_dict, action_space_to_dict
 from dreamgym.utils.files import (  # noqa: F401  (atomic_* re-exported until callers move)
     atomic_save_safetensors,
@@ -30,6 +32,7 @@ from dreamgym.utils.files import (  # noqa: F401  (atomic_* re-exported until ca
     atomic_write_json,
     sha256_file,
 )
+from dreamgym.utils.versioned_json import read_versioned_json
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -84,6 +87,8 @@ class World:
         self.initial_logvar = initial_logvar.float()
         self.config = config
         self.path = path
+        self._weights_sha256: tuple[Any, str] | None = None
+        self._config_sha256: tuple[Any, str | None] | None = None
 
     # --- what the world describes -------------------------------------------------------------
     @property
@@ -143,6 +148,76 @@ class World:
         )
         return w.to(device)
 
+    # --- identity -------------------------------------------------------------------------------
+    # Two identities, because saved agents and controllers already record them and must keep
+    # matching: SB3 agents check the weights themselves, controllers record the bundle's files.
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 of env id, action space, preprocessing and V's and M's weights (as float32).
+
+        What an SB3 agent records (`dreamgym.sb3.world_sha256`): stable across save/load,
+        float16 bundles and devices; it changes when V or M change, i.e. exactly when z and h
+        start to mean something else to a trained agent. Cached: hashed once per set of
+        weights, again only when a weight is replaced (`.to`, `load_state_dict`) or changed in
+        place (its version counter moves; writes through `.data` are not seen).
+        """
+        ident = json.dumps(
+            {
+                "env_id": self.env_id,
+                "action_space": self.config["action_space"],
+                "preprocessing": self.config["preprocessing"],
+            },
+            sort_keys=True,
+        )
+        states = [(p, m.state_dict()) for p, m in (("vae", self.vae), ("mdnrnn", self.mdnrnn))]
+        key = (
+            ident,
+            tuple(
+                (prefix, name, t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape))
+                for prefix, state in states
+                for name, t in sorted(state.items())
+            ),
+        )
+        if self._weights_sha256 is None or self._weights_sha256[0] != key:
+            h = hashlib.sha256()
+            h.update(ident.encode())
+            for prefix, state in states:
+                for name, tensor in sorted(state.items()):
+                    h.update(f"{prefix}.{name}".encode())
+                    h.update(
+                        tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+                    )
+            self._weights_sha256 = (key, h.hexdigest())
+        return self._weights_sha256[1]
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What a controller records about its world (`dreamgym.controllers.world_fingerprint`).
+
+        Env id, name, path, the sha256 of the bundle's config.json (None when unsaved) and M's
+        weight checksum as config.json records it; nothing is re-hashed but config.json, and
+        that only when the file changed since the last call.
+        """
+        return {
+            "env_id": self.env_id,
+            "name": self.name,
+            "path": str(self.path) if self.path is not None else None,
+            "config_sha256": self._config_file_sha256(),
+            "mdnrnn_sha256": self.config.get("files", {}).get(MDNRNN_FILE),
+        }
+
+    def _config_file_sha256(self) -> str | None:
+        if self.path is None:
+            return None
+        file = self.path / CONFIG_FILE
+        if not file.is_file():
+            return None
+        st = file.stat()
+        key = (str(file), st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._config_sha256 is None or self._config_sha256[0] != key:
+            self._config_sha256 = (key, sha256_file(file))
+        return self._config_sha256[1]
+
     # --- building -------------------------------------------------------------------------------
     @classmethod
     def build(
@@ -195,17 +270,12 @@ class World:
         return cls(vae, rnn, mu, logvar, config)
 
     @classmethod
-    def untrained(
-        cls, env_id: str, n_initial: int = 8, seed: int = 0, **kwargs: Any
-    ) -> World:
+    def untrained(cls, env_id: str, n_initial: int = 8, seed: int = 0, **kwargs: Any) -> World:
         """Random V and M for a real env, initial latents from `n_initial` real resets.
 
         Lets a user see and test the whole plumbing (gym.make, make_vec, wrappers) before any
         data is collected or any network is trained.
         """
-        from dreamgym.envs.real import make_real_env
-        from dreamgym.preprocessing import preprocessing_for
-
         env = make_real_env(env_id)
         try:
             pre = preprocessing_for(env_id, env.observation_space)
@@ -280,22 +350,22 @@ class World:
                 f"world {path} has no {CONFIG_FILE} — it is not a world bundle; "
                 "re-run `dreamgym train` or `dreamgym init` to write one"
             )
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise WorldLoadError(f"{config_path} is not valid JSON ({e}); the bundle is corrupt") from e
-        version = config.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise WorldLoadError(
-                f"{config_path} has schema_version {version!r}; this dreamgym reads {SCHEMA_VERSION}"
-            )
+        config = read_versioned_json(
+            config_path,
+            "world config",
+            SCHEMA_VERSION,
+            "the bundle is corrupt or from another dreamgym: restore it or re-save the world",
+            error=WorldLoadError,
+        )
         for key in ("env_id", "action_space", "preprocessing", "vae", "mdnrnn", "files"):
             if key not in config:
                 raise WorldLoadError(f"{config_path} lacks the key {key!r}; the bundle is corrupt")
         checksums: dict[str, str] = config["files"]
         for name in WEIGHT_FILES:
             if name not in checksums:
-                raise WorldLoadError(f"{config_path} records no sha256 for {name}; re-save the world")
+                raise WorldLoadError(
+                    f"{config_path} records no sha256 for {name}; re-save the world"
+                )
         for name, expected in checksums.items():
             f = path / name
             if not f.is_file():

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from dreamgym.envs.dream import OBS_MODES, observation_space_for, resolve_device
-from dreamgym.spaces import encode_actions_tensor, same_action_space
+from dreamgym.envs.real import make_real_env
+from dreamgym.spaces import check_actions, encode_actions_tensor, same_action_space
 from dreamgym.world import World
 
 Z_MODES = ("sample", "mean")
@@ -170,7 +171,7 @@ class LatentTracker:
     """V encodes each real frame, M's LSTM follows the actions: the state a dream policy sees.
 
     The one place that turns a real episode into the dream's observations; used by
-    `WorldModelObservation` (an env) and by frame policies (`evaluation.load_frame_policy`,
+    `WorldModelObservation` (an env) and by frame policies (`evaluation.FramePolicyFactory`,
     which `dreamgym collect --policy FILE` uses to collect with a trained controller).
     """
 
@@ -240,28 +241,9 @@ class LatentTracker:
 
     def encode_action(self, action: Any) -> torch.Tensor:
         """Check one action and turn it into M's input (1, action_input_dim), as the dream does."""
-        arr = np.asarray(action)
+        t = torch.as_tensor(check_actions(self._space, action), device=self.device)
         if self._discrete:
-            if arr.shape not in ((), (1,)) or not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(
-                    f"expected one integer action for {self._space}, got {action!r} "
-                    f"(dtype {arr.dtype}, shape {arr.shape})"
-                )
-            lo, hi = int(self._space.start), int(self._space.start) + int(self._space.n)
-            if not lo <= int(arr.reshape(())) < hi:
-                raise ValueError(
-                    f"Discrete action must lie in [{lo}, {hi}), got {int(arr.reshape(()))}"
-                )
-            t = torch.as_tensor(arr.reshape(1).astype(np.int64), device=self.device)
             return encode_actions_tensor(t, self._space)
-        if arr.shape != self._space.shape or not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(
-                f"expected a float action of shape {self._space.shape}, got dtype {arr.dtype} and "
-                f"shape {arr.shape}"
-            )
-        if not np.isfinite(arr).all():
-            raise ValueError(f"action contains NaN or inf ({arr}); check the policy's output")
-        t = torch.as_tensor(arr.astype(np.float32).reshape(1, -1), device=self.device)
         return encode_actions_tensor(t, self._space, self._low, self._high)
 
 
@@ -292,8 +274,6 @@ def make_real(
 
     `make_kwargs` go to `gym.make` (e.g. `render_mode="rgb_array"`, `max_episode_steps=`).
     """
-    from dreamgym.envs.real import make_real_env
-
     if not isinstance(world, World):
         world = World.load(world, device=resolve_device(device))
     env = make_real_env(world.env_id, **make_kwargs)

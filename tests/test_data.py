@@ -21,7 +21,7 @@ from dreamgym.data import (
     CollectConfig,
     CorruptShardError,
     DatasetMismatchError,
-    RandomPolicy,
+    ExplorationPolicy,
     collect,
     collect_from_config,
     iter_episodes,
@@ -29,6 +29,9 @@ from dreamgym.data import (
     load_manifest,
     scan_dataset,
 )
+from dreamgym.data.collect import LOCK_NAME
+from dreamgym.data.rollout import policy_seed
+from dreamgym.utils.locks import file_lock
 
 CAR = "CarRacing-v3"
 DOOM = "VizdoomTakeCover-v1"
@@ -107,10 +110,15 @@ def test_resume_adopts_unlisted_shard_and_removes_temp_files(doom_copy: Path) ->
     manifest_path.write_text(json.dumps(manifest))
     (doom_copy / "episode_000003.npz.tmp").write_bytes(b"half a shard")  # kill -9 mid-write
     (doom_copy / "manifest.json.tmp").write_text("{")
+    (doom_copy / ".episode_000003.npz.k2x_9abc.tmp").write_bytes(b"half")  # atomic_write_bytes'
+    (doom_copy / ".manifest.json.u7wq1e0z.tmp").write_text("{")
+    (doom_copy / "notes.tmp").write_text("not ours")  # not a dataset file: left alone
 
     result = collect(DOOM, 4, doom_copy, workers=1, max_steps=20, progress=False)
 
     assert result.episodes == 1 and result.total_episodes == 4  # only episode 3 was computed
+    assert [p.name for p in doom_copy.glob("*.tmp")] == ["notes.tmp"]
+    (doom_copy / "notes.tmp").unlink()
     after = _check_dataset(doom_copy, DOOM, 4, 20)
     assert after["episodes"][2] == lost
     assert sorted(p.name for p in doom_copy.glob("episode_*")) == [
@@ -146,6 +154,22 @@ def test_kill_9_mid_collection_then_resume(tmp_path: Path) -> None:
 
     _check_dataset(data, CAR, 6, 40)
     assert scan_dataset(data).ok and not scan_dataset(data).unlisted
+
+
+def test_busy_folder_is_a_one_line_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A second `dreamgym collect` into a folder another one is writing to: exit 2, what to do."""
+    from dreamgym.cli import main
+
+    data = tmp_path / "busy"
+    with file_lock(data / LOCK_NAME, "held by the test"):
+        code = main(["collect", "--env", DOOM, "--episodes", "1", "--out", str(data)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (
+        f"dreamgym collect: error: another dreamgym collect is writing to {data}; "
+        "wait for it or choose another --out"
+    )
+    assert not (data / MANIFEST_NAME).exists()
 
 
 def test_truncated_and_foreign_shards_are_reported(doom_copy: Path) -> None:
@@ -197,7 +221,7 @@ def test_folder_without_manifest_is_not_a_dataset(tmp_path: Path) -> None:
 
 def test_random_policy_is_correlated_and_in_bounds() -> None:
     space = gym.spaces.Box(np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32))
-    pol = RandomPolicy(CAR, space)
+    pol = ExplorationPolicy(CAR, space)
     frame = np.zeros((64, 64, 3), np.uint8)
     pol.reset(3)
     a = np.stack([pol.act(frame) for _ in range(2000)])
@@ -208,7 +232,7 @@ def test_random_policy_is_correlated_and_in_bounds() -> None:
     pol.reset(3)
     np.testing.assert_array_equal(np.stack([pol.act(frame) for _ in range(2000)]), a)
 
-    disc = RandomPolicy(DOOM, gym.spaces.Discrete(3))
+    disc = ExplorationPolicy(DOOM, gym.spaces.Discrete(3))
     disc.reset(0)
     acts = np.array([disc.act(frame) for _ in range(3000)])
     assert set(acts.tolist()) == {0, 1, 2} and (acts[1:] == acts[:-1]).mean() > 0.6
@@ -269,10 +293,8 @@ def test_collect_with_a_controller_file_tracks_z_and_h(tmp_path: Path) -> None:
     manifest = load_manifest(tmp_path / "data")
     assert "ctrl" in manifest["policy"]
     (entry, ep), *_ = iter_episodes(tmp_path / "data")
-    from dreamgym.data import _policy_seed
-
     tracker, policy = LatentTracker(world), ControllerPolicy(ctrl)
-    tracker.reset(_policy_seed(0, entry["index"]))  # the frame policy's z samples are seeded so
+    tracker.reset(policy_seed(0, entry["index"]))  # the frame policy's z samples are seeded so
     for frame, action in zip(ep["frames"][:-1], ep["actions"], strict=True):
         tracker.see(frame)
         expected = policy.act(tracker.observation("zh")[None])[0]

@@ -1,4 +1,4 @@
-"""dreamgym.train: V → encode → M → bundle on tiny real datasets, resuming, refusing bad input."""
+"""dreamgym.training: V → encode → M → bundle on tiny real datasets, resuming, refusing bad input."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from PIL import Image
 from dreamgym.cli import main as cli_main
 from dreamgym.data import CorruptShardError, collect, load_manifest
 from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig
-from dreamgym.train import (
+from dreamgym.training import (
     PROGRESS_FILE,
     REPORT_DIR,
     WORK_DIR,
@@ -123,7 +123,7 @@ def test_cli_trains_doom(doom_data: Path, tmp_path: Path) -> None:
 
 _KILL_SCRIPT = """
 import json, os, signal, sys
-from dreamgym.train import TrainConfig, train_world
+from dreamgym.training import TrainConfig, train_world
 
 def on_epoch(stage, epoch, record):
     if stage == "rnn" and epoch == 1:

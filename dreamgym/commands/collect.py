@@ -6,6 +6,10 @@ from dreamgym.data import CollectConfig, collect_from_config
 
 
 def run(config: CollectConfig) -> int:
-    """Run the job; print its summary; 0 on success."""
+    """Collect; print a one-line summary of the dataset; 0 on success."""
     result = collect_from_config(config)
-    return result if isinstance(result, int) else 0
+    print(
+        f"{result.out}: {result.total_episodes} episodes ({result.episodes} new, "
+        f"{result.steps} steps in {result.seconds:.0f} s, {result.steps_per_s:.0f} steps/s)"
+    )
+    return 0

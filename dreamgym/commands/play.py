@@ -6,6 +6,6 @@ from dreamgym.play import PlayConfig, play
 
 
 def run(config: PlayConfig) -> int:
-    """Run the job; print its summary; 0 on success."""
-    result = play(config)
-    return result if isinstance(result, int) else 0
+    """Run the session, printing its live messages; 0 when the person quits or it ends."""
+    play(config, echo=print)
+    return 0

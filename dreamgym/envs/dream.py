@@ -1,7 +1,7 @@
 """The dream: one batched torch core that steps many copies of a learned world at once.
 
-`DreamVectorEnv` is the only stepping code in dreamgym. `DreamEnv` is the same core with one env,
-the SB3 adapter (`dreamgym.sb3.DreamVecEnv`) is a view of it with same-step resets, and in-process
+`DreamVectorEnv` is the only stepping code in dreamgym. `DreamEnv` (`dreamgym.envs.single`,
+importable from here too) is the same core with one env, the SB3 adapter (`dreamgym.sb3.DreamVecEnv`) is a view of it with same-step resets, and in-process
 trainers (CMA-ES) call its torch-level `reset_tensors` / `step_tensors` directly, so tensors stay
 on the device and numpy appears only at the Gymnasium boundary.
 
@@ -20,7 +20,6 @@ state, as in the paper's Doom code).
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, NamedTuple
 
@@ -30,17 +29,28 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, check_temperature
 from dreamgym.models.mdnrnn import sample_mdn
-from dreamgym.spaces import encode_actions_tensor
+from dreamgym.spaces import check_actions, encode_actions_tensor
 from dreamgym.world import World
 
-OBS_MODES = ("zh", "z", "pixels")
-TERMINATION_MODES = ("sample", "threshold")
+__all__ = [
+    "OBS_MODES",
+    "RENDER_FPS",
+    "TERMINATION_MODES",
+    "DreamSettings",
+    "DreamStep",
+    "DreamVectorEnv",
+    "observation_space_for",
+    "resolve_device",
+]
+
 RENDER_FPS = 50
+"""Frames per second a rendered dream is meant to be shown at."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" → CUDA when available, else CPU; "cuda" without CUDA is a clear error."""
+    """ "auto" → CUDA when available, else CPU; "cuda" without CUDA is a clear error."""
     if isinstance(device, torch.device):
         device = str(device)
     if device == "auto":
@@ -105,9 +115,10 @@ class DreamVectorEnv(VectorEnv):
     or DISABLED with `reset(options={"reset_mask": mask})`).
 
     ## Arguments
-    `world` (bundle directory, bundled name or `World`), `num_envs`, `obs_mode`, `temperature`
-    (τ; default: the world's), `device` ("auto" | "cpu" | "cuda"), `max_episode_steps`,
-    `render_mode` ("rgb_array"), `autoreset_mode`, `termination`, `done_threshold`.
+    `world` (bundle directory, bundled name or `World`), `num_envs`, `render_mode`
+    ("rgb_array"), `autoreset_mode`, and the dream's settings (`DreamSettings`), given either as
+    `settings=` or as the keywords `obs_mode`, `temperature` (τ; default: the world's), `device`
+    ("auto" | "cpu" | "cuda"), `max_episode_steps`, `termination`, `done_threshold`.
 
     ## Version History
     * v0: initial version.
@@ -131,42 +142,55 @@ class DreamVectorEnv(VectorEnv):
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
         termination: str = "sample",
         done_threshold: float = 0.5,
+        settings: DreamSettings | None = None,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be ≥ 1, got {num_envs}")
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-        if termination not in TERMINATION_MODES:
-            raise ValueError(f"termination must be one of {TERMINATION_MODES}, got {termination!r}")
+        settings = DreamSettings.from_arguments(
+            settings,
+            obs_mode=obs_mode,
+            temperature=temperature,
+            device=device,
+            max_episode_steps=max_episode_steps,
+            termination=termination,
+            done_threshold=done_threshold,
+        )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode {render_mode!r} is not supported by the vector dream; "
                 f"use one of {self.metadata['render_modes']}"
             )
-        self.device = resolve_device(device)
+        self.settings = settings
+        self.device = resolve_device(settings.device)
         if isinstance(world, World):
             self.world = world if world.device == self.device else world.copy_to(self.device)
         else:
             self.world = World.load(world, device=self.device)
         self.num_envs = int(num_envs)
-        self.obs_mode = obs_mode
-        self.temperature = float(self.world.temperature if temperature is None else temperature)
-        if not self.temperature > 0 or not math.isfinite(self.temperature):
-            raise ValueError(f"temperature must be a positive number, got {temperature}")
-        self.max_episode_steps = (
-            int(max_episode_steps) if max_episode_steps is not None else self.world.max_episode_steps
+        self.obs_mode = settings.obs_mode
+        self.temperature = (
+            settings.temperature
+            if settings.temperature is not None
+            else check_temperature(self.world.temperature)
         )
-        self.termination = termination
-        self.done_threshold = float(done_threshold)
+        self.max_episode_steps = (
+            settings.max_episode_steps
+            if settings.max_episode_steps is not None
+            else self.world.max_episode_steps
+        )
+        self.termination = settings.termination
+        self.done_threshold = settings.done_threshold
         self.render_mode = render_mode
         self.autoreset_mode = (
-            autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else AutoresetMode(autoreset_mode)
+            autoreset_mode
+            if isinstance(autoreset_mode, AutoresetMode)
+            else AutoresetMode(autoreset_mode)
         )
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
 
         self.single_action_space = self.world.action_space
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.single_observation_space = observation_space_for(self.world, obs_mode)
+        self.single_observation_space = observation_space_for(self.world, self.obs_mode)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._discrete = isinstance(self.single_action_space, gym.spaces.Discrete)
         if not self._discrete:
@@ -184,6 +208,11 @@ class DreamVectorEnv(VectorEnv):
         self._has_reset = False
 
     # --- torch level ------------------------------------------------------------------------
+    @property
+    def seeded(self) -> bool:
+        """Whether the generator has been seeded (by `seed_generator` or a reset)."""
+        return self._seeded
+
     def seed_generator(self, seed: int | None) -> None:
         """Reseed the env's torch.Generator (a fresh random seed when `seed` is None)."""
         if seed is None:
@@ -192,7 +221,9 @@ class DreamVectorEnv(VectorEnv):
         self._seeded = True
 
     @torch.inference_mode()
-    def reset_tensors(self, seed: int | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def reset_tensors(
+        self, seed: int | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Reset all envs (or those in `mask`): z_0 from the world's latent bank, h_0 = c_0 = 0."""
         if seed is not None or not self._seeded:
             self.seed_generator(seed)
@@ -236,39 +267,23 @@ class DreamVectorEnv(VectorEnv):
 
     def check_action_tensor(self, actions: torch.Tensor) -> None:
         """Raise a clear ValueError for a batch of actions that does not fit the action space."""
-        n = self.num_envs
-        if self._discrete:
-            if actions.shape != (n,) or actions.dtype.is_floating_point or actions.dtype == torch.bool:
-                raise ValueError(
-                    f"expected {n} integer Discrete actions of shape ({n},), got dtype "
-                    f"{actions.dtype} and shape {tuple(actions.shape)}"
-                )
-            space = self.single_action_space
-            lo, hi = int(space.start), int(space.start) + int(space.n)
-            if bool(((actions < lo) | (actions >= hi)).any()):
-                bad = actions[(actions < lo) | (actions >= hi)][:5].tolist()
-                raise ValueError(f"Discrete actions must lie in [{lo}, {hi}), got {bad}")
-        else:
-            shape = (n, *self.single_action_space.shape)
-            if tuple(actions.shape) != shape or not actions.dtype.is_floating_point:
-                raise ValueError(
-                    f"expected float actions of shape {shape}, got dtype {actions.dtype} and "
-                    f"shape {tuple(actions.shape)}"
-                )
-            if not bool(torch.isfinite(actions).all()):
-                raise ValueError("actions contain NaN or inf; check the policy's output")
+        check_actions(self.single_action_space, actions, self.num_envs)
 
     @torch.inference_mode()
     def step_tensors(self, actions: torch.Tensor, validate: bool = True) -> DreamStep:
         """One batched dream step, tensors in and out (no numpy). Honours autoreset_mode."""
         if not self._has_reset:
-            raise gym.error.ResetNeeded("call reset() (or reset_tensors()) before stepping the dream")
+            raise gym.error.ResetNeeded(
+                "call reset() (or reset_tensors()) before stepping the dream"
+            )
         actions = actions.to(self.device)
         if validate:
             self.check_action_tensor(actions)
         pending = self._needs_reset if self.autoreset_mode == AutoresetMode.NEXT_STEP else None
 
-        out, (h, c) = self.world.mdnrnn.step(self._z, self.encode_actions(actions), (self._h, self._c))
+        out, (h, c) = self.world.mdnrnn.step(
+            self._z, self.encode_actions(actions), (self._h, self._c)
+        )
         self._z = sample_mdn(out.logpi, out.mu, out.logsigma, self.temperature, self.generator)
         self._h, self._c = h, c
         self._t = self._t + 1
@@ -314,19 +329,21 @@ class DreamVectorEnv(VectorEnv):
         if options and "reset_mask" in options:
             m = np.asarray(options["reset_mask"])
             if m.shape != (self.num_envs,) or m.dtype != np.bool_:
-                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},)")
+                raise ValueError(
+                    f"options['reset_mask'] must be a bool array of shape ({self.num_envs},)"
+                )
             mask = torch.as_tensor(m, device=self.device)
         obs = self.reset_tensors(seed=seed, mask=mask)
-        return self._to_numpy_obs(obs), {}
+        return self.obs_to_numpy(obs), {}
 
     def step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        result = self.step_tensors(self._actions_to_tensor(actions), validate=False)
+        result = self.step_tensors(self.actions_to_tensor(actions), validate=False)
         infos: dict[str, Any] = {}
         if result.final_obs is not None:
             done = result.done.cpu().numpy()
-            final = self._to_numpy_obs(result.final_obs)
+            final = self.obs_to_numpy(result.final_obs)
             final_obs = np.empty(self.num_envs, dtype=object)
             for i in np.flatnonzero(done):
                 final_obs[i] = final[i]
@@ -337,42 +354,26 @@ class DreamVectorEnv(VectorEnv):
                 "_final_info": done,
             }
         return (
-            self._to_numpy_obs(result.obs),
+            self.obs_to_numpy(result.obs),
             result.reward.cpu().numpy().astype(np.float32),
             result.terminated.cpu().numpy(),
             result.truncated.cpu().numpy(),
             infos,
         )
 
-    def _actions_to_tensor(self, actions: Any) -> torch.Tensor:
-        """Validate numpy/list actions at the boundary and move them to the device."""
-        n = self.num_envs
-        if isinstance(actions, torch.Tensor):
-            t = actions.to(self.device)
-            self.check_action_tensor(t)
-            return t
-        arr = np.asarray(actions)
-        if self._discrete:
-            if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(
-                    f"expected {n} integer Discrete actions of shape ({n},), got dtype "
-                    f"{arr.dtype} and shape {arr.shape}"
-                )
-            t = torch.as_tensor(arr.astype(np.int64), device=self.device)
-        else:
-            shape = (n, *self.single_action_space.shape)
-            if arr.shape != shape or not np.issubdtype(arr.dtype, np.floating):
-                raise ValueError(
-                    f"expected float actions of shape {shape} (num_envs × action size), got dtype "
-                    f"{arr.dtype} and shape {arr.shape}"
-                )
-            t = torch.as_tensor(arr.astype(np.float32), device=self.device)
-        self.check_action_tensor(t)
-        return t
+    def actions_to_tensor(self, actions: Any) -> torch.Tensor:
+        """Validate a batch of actions (numpy, list or tensor) and move it to the device."""
+        checked = check_actions(self.single_action_space, actions, self.num_envs)
+        return torch.as_tensor(checked, device=self.device)
 
-    def _to_numpy_obs(self, obs: torch.Tensor) -> np.ndarray:
+    def obs_to_numpy(self, obs: torch.Tensor) -> np.ndarray:
+        """A batch of torch observations as the Gymnasium boundary hands them out."""
         arr = obs.cpu().numpy()
         return arr if self.obs_mode == "pixels" else arr.astype(np.float32, copy=False)
+
+    # The SB3 adapter (dreamgym/sb3.py) still calls these two by their old names.
+    _actions_to_tensor = actions_to_tensor
+    _to_numpy_obs = obs_to_numpy
 
     @torch.inference_mode()
     def render_tensors(self) -> torch.Tensor:
@@ -391,111 +392,11 @@ class DreamVectorEnv(VectorEnv):
         pass
 
 
-class DreamEnv(gym.Env):
-    """One dream: the batched core with `num_envs=1` (no second code path).
+def __getattr__(name: str) -> Any:
+    # DreamEnv lives in dreamgym.envs.single (a view over this core, which it imports); the
+    # registered entry point "dreamgym.envs.dream:DreamEnv" and old imports still find it here.
+    if name == "DreamEnv":
+        from dreamgym.envs.single import DreamEnv
 
-    Same arguments as `DreamVectorEnv` (without `num_envs`/`autoreset_mode`), plus
-    `render_mode` "rgb_array" or "human" (a pygame window). See `DreamVectorEnv` for the
-    action/observation spaces, rewards and episode end.
-    """
-
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array", "human"], "render_fps": RENDER_FPS}
-
-    def __init__(
-        self,
-        world: str | os.PathLike | World,
-        obs_mode: str = "zh",
-        temperature: float | None = None,
-        device: str | torch.device = "auto",
-        max_episode_steps: int | None = None,
-        render_mode: str | None = None,
-        termination: str = "sample",
-        done_threshold: float = 0.5,
-    ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.core = DreamVectorEnv(
-            world,
-            num_envs=1,
-            obs_mode=obs_mode,
-            temperature=temperature,
-            device=device,
-            max_episode_steps=max_episode_steps,
-            autoreset_mode=AutoresetMode.DISABLED,
-            termination=termination,
-            done_threshold=done_threshold,
-        )
-        self.world = self.core.world
-        self.observation_space = self.core.single_observation_space
-        self.action_space = self.core.single_action_space
-        self.render_mode = render_mode
-        self._window: Any = None
-
-    @property
-    def temperature(self) -> float:
-        return self.core.temperature
-
-    @temperature.setter
-    def temperature(self, value: float) -> None:
-        if not value > 0:
-            raise ValueError(f"temperature must be > 0, got {value}")
-        self.core.temperature = float(value)
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        # An explicit seed reseeds the core; otherwise the first reset takes one from np_random.
-        if seed is None and not self.core._seeded:
-            seed = int(self.np_random.integers(0, 2**62))
-        obs = self.core.reset_tensors(seed=seed)
-        if self.render_mode == "human":
-            self.render()
-        return self.core._to_numpy_obs(obs)[0], {}
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            arr = np.asarray(action)
-            if arr.shape not in ((), (1,)) or not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(
-                    f"expected one integer action for {self.action_space}, got {action!r} "
-                    f"(dtype {arr.dtype}, shape {arr.shape})"
-                )
-            batch = arr.reshape(1)
-        else:
-            arr = np.asarray(action)
-            if arr.shape != self.action_space.shape or not np.issubdtype(arr.dtype, np.floating):
-                raise ValueError(
-                    f"expected a float action of shape {self.action_space.shape}, got dtype "
-                    f"{arr.dtype} and shape {arr.shape}"
-                )
-            batch = arr[None]
-        r = self.core.step_tensors(self.core._actions_to_tensor(batch), validate=False)
-        if self.render_mode == "human":
-            self.render()
-        return (
-            self.core._to_numpy_obs(r.obs)[0],
-            float(r.reward[0]),
-            bool(r.terminated[0]),
-            bool(r.truncated[0]),
-            {},
-        )
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn("render() called without render_mode; pass render_mode='rgb_array'")
-            return None
-        frame = self.core.render_tensors()[0].cpu().numpy()
-        if self.render_mode == "rgb_array":
-            return frame
-        from dreamgym.rendering import show_frame
-
-        self._window = show_frame(self._window, frame, caption=f"dreamgym: {self.world.name}")
-        return None
-
-    def close(self) -> None:
-        if self._window is not None:
-            from dreamgym.rendering import close_window
-
-            close_window(self._window)
-            self._window = None
+        return DreamEnv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

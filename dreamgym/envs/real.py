@@ -1,4 +1,7 @@
-"""Making the real environments a world is learned from, with optional dependencies checked."""
+"""Making the real environments a world is learned from, with optional dependencies checked.
+
+Imports only gymnasium: `import dreamgym` reads the step limits below for its registrations.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +36,16 @@ def make_real_env(env_id: str, max_episode_steps: int | None = None, **kwargs: A
         raise gym.error.NameNotFound(
             f"{e} — is the package that registers {env_id!r} installed and imported?"
         ) from e
+
+
+def default_step_limit(env_id: str) -> int | None:
+    """The step limit `make_real_env(env_id)` applies: the paper's cap where the env has none,
+    else the one registered with Gymnasium (None when the id is not registered, e.g. ViZDoom's
+    before its package is imported)."""
+    if env_id in DEFAULT_MAX_EPISODE_STEPS:
+        return DEFAULT_MAX_EPISODE_STEPS[env_id]
+    spec = gym.envs.registry.get(env_id)
+    return spec.max_episode_steps if spec is not None else None
 
 
 def real_max_episode_steps(env: gym.Env) -> int | None:

@@ -20,6 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 from dreamgym.envs.dream import DreamVectorEnv
+from dreamgym.envs.settings import DreamSettings
 from dreamgym.world import World
 
 
@@ -49,7 +50,8 @@ class DreamVecEnv(VecEnv):
     ## Arguments
     `world`, `n_envs`, `obs_mode`, `temperature`, `device`, `max_episode_steps`, `render_mode`
     ("rgb_array": `get_images`/`render` decode each env's z with V), `termination`,
-    `done_threshold` as in `DreamVectorEnv`; `seed` seeds the first reset.
+    `done_threshold` as in `DreamVectorEnv` (or all of them as one `settings=DreamSettings`);
+    `seed` seeds the first reset.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class DreamVecEnv(VecEnv):
         render_mode: str | None = None,
         termination: str = "sample",
         done_threshold: float = 0.5,
+        settings: DreamSettings | None = None,
     ) -> None:
         self.core = DreamVectorEnv(
             world,
@@ -76,9 +79,10 @@ class DreamVecEnv(VecEnv):
             autoreset_mode=AutoresetMode.SAME_STEP,
             termination=termination,
             done_threshold=done_threshold,
+            settings=settings,
         )
         self.world = self.core.world
-        self.obs_mode = obs_mode
+        self.obs_mode = self.core.obs_mode
         super().__init__(
             self.core.num_envs, self.core.single_observation_space, self.core.single_action_space
         )
@@ -105,24 +109,24 @@ class DreamVecEnv(VecEnv):
         self._reset_options()
         self.reset_infos = [{} for _ in range(self.num_envs)]
         self._actions = None
-        return self.core._to_numpy_obs(obs)
+        return self.core.obs_to_numpy(obs)
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = self.core._actions_to_tensor(actions)
+        self._actions = self.core.actions_to_tensor(actions)
 
     def step_wait(self) -> VecEnvStepReturn:
         if self._actions is None:
             raise RuntimeError("step_wait() without a pending step_async(actions)")
         result = self.core.step_tensors(self._actions, validate=False)
         self._actions = None
-        obs = self.core._to_numpy_obs(result.obs)
+        obs = self.core.obs_to_numpy(result.obs)
         rewards = result.reward.cpu().numpy().astype(np.float32)
         dones = result.done.cpu().numpy()
         # The core's `truncated` already excludes terminated envs: SB3's "truncated and not terminated".
         truncated = result.truncated.cpu().numpy()
         infos: list[dict[str, Any]] = [{"TimeLimit.truncated": t} for t in truncated.tolist()]
         if result.final_obs is not None:
-            final = self.core._to_numpy_obs(result.final_obs)
+            final = self.core.obs_to_numpy(result.final_obs)
             for i in np.flatnonzero(dones):
                 infos[i]["terminal_observation"] = final[i]
         return obs, rewards, dones, infos

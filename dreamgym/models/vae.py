@@ -14,7 +14,6 @@ from torch import nn
 
 ENCODER_CHANNELS = (32, 64, 128, 256)
 DECODER_KERNELS = (5, 5, 6, 6)
-IMAGE_SIZE = 64
 
 
 @dataclass
@@ -64,7 +63,9 @@ class ConvVAE(nn.Module):
         """uint8 (B, 64, 64, 3) → float (B, 3, 64, 64) in [0, 1]; float input passes through."""
         if frames.dtype == torch.uint8:
             if frames.ndim != 4 or frames.shape[-1] != 3:
-                raise ValueError(f"expected uint8 frames of shape (B, 64, 64, 3), got {tuple(frames.shape)}")
+                raise ValueError(
+                    f"expected uint8 frames of shape (B, 64, 64, 3), got {tuple(frames.shape)}"
+                )
             return frames.permute(0, 3, 1, 2).float().div_(255.0)
         return frames
 

@@ -32,7 +32,7 @@ from safetensors.torch import load_file
 
 from dreamgym.spaces import action_space_from_dict, action_space_to_dict, same_action_space
 from dreamgym.utils.files import atomic_save_safetensors, atomic_write_json, sha256_file
-from dreamgym.world import CONFIG_FILE, MDNRNN_FILE, World
+from dreamgym.world import MDNRNN_FILE, World
 
 CONTROLLER_WEIGHTS = "controller.safetensors"
 CONTROLLER_META = "controller.json"
@@ -359,17 +359,9 @@ def controller_paths(path: str | os.PathLike, must_exist: bool = True) -> tuple[
 
 
 def world_fingerprint(world: World) -> dict[str, Any]:
-    """What a controller records about its world: ids and checksums, to warn on a mismatch."""
-    config_sha = None
-    if world.path is not None and (world.path / CONFIG_FILE).is_file():
-        config_sha = sha256_file(world.path / CONFIG_FILE)
-    return {
-        "env_id": world.env_id,
-        "name": world.name,
-        "path": str(world.path) if world.path is not None else None,
-        "config_sha256": config_sha,
-        "mdnrnn_sha256": world.config.get("files", {}).get(MDNRNN_FILE),
-    }
+    """What a controller records about its world: `World.fingerprint` (ids and checksums, to
+    warn on a mismatch)."""
+    return world.fingerprint
 
 
 _DERIVED_META = ("world", "weights_file", "weights_sha256")

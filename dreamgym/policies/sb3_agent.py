@@ -9,7 +9,6 @@ weights, obs_mode, observation and action spaces) before it is used. Training is
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -19,7 +18,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import stable_baselines3
-import torch
 from stable_baselines3 import A2C, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
@@ -43,21 +41,9 @@ def agent_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def world_sha256(world: World) -> str:
-    """Identity of a world for agents: sha256 of env id, action space, preprocessing and V's and
-    M's weights (as float32). Stable across save/load and devices; changes when V or M change,
-    i.e. exactly when z and h start to mean something else to a trained agent."""
-    h = hashlib.sha256()
-    ident = {
-        "env_id": world.env_id,
-        "action_space": world.config["action_space"],
-        "preprocessing": world.config["preprocessing"],
-    }
-    h.update(json.dumps(ident, sort_keys=True).encode())
-    for prefix, module in (("vae", world.vae), ("mdnrnn", world.mdnrnn)):
-        for name, tensor in sorted(module.state_dict().items()):
-            h.update(f"{prefix}.{name}".encode())
-            h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
+    """Identity of a world for agents: `World.weights_sha256` (env id, action space,
+    preprocessing and V's and M's weights as float32; cached, so a load does not re-hash)."""
+    return world.weights_sha256
 
 
 def _model_bytes(model: BaseAlgorithm) -> bytes:

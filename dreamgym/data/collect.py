@@ -1,0 +1,377 @@
+"""`collect`: roll out the real env into a dataset directory, resumably.
+
+Shards and the manifest are written atomically (temporary file, fsync, `os.replace`), the manifest
+after every finished episode; re-running the same `collect` therefore resumes: finished episodes
+are kept, a shard written just before a crash is verified and adopted, stray temporary files are
+deleted, and at most the episodes in flight are computed again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from dreamgym.data.exploration import RANDOM_POLICY
+from dreamgym.data.manifest import (
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    DatasetMismatchError,
+    check_same,
+    load_manifest,
+    write_manifest,
+)
+from dreamgym.data.rollout import PolicyFactory, RolloutSpec, run_episode
+from dreamgym.data.shards import (
+    SHARD_RE,
+    CorruptShardError,
+    fix_hint,
+    read_shard,
+    shard_entry,
+    write_shard,
+)
+from dreamgym.data.workers import WORKERS_LOCK_NAME, run_workers
+from dreamgym.envs.real import make_real_env, real_max_episode_steps
+from dreamgym.preprocessing import FramePreprocessing, preprocessing_for
+from dreamgym.spaces import action_space_to_dict
+from dreamgym.utils.files import TMP_SUFFIX, sha256_file
+from dreamgym.utils.locks import file_lock
+
+LOCK_NAME = ".collect.lock"
+"""Held by the collecting process so a second `collect` into the same folder fails cleanly."""
+ORPHAN_WAIT_S = 60.0
+"""How long a resumed collection waits for the workers of a killed one to notice and exit."""
+_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]+" + re.escape(TMP_SUFFIX) + "$")
+"""A temp file of `utils.files.atomic_write_bytes`: `.NAME.XXXXXXXX.tmp`, written for NAME."""
+
+
+@dataclass
+class CollectResult:
+    """What one call of `collect` did."""
+
+    episodes: int
+    """Episodes collected by this call (finished episodes found on disk are not counted)."""
+    frames: int
+    """Frames written by this call (steps + one final frame per episode)."""
+    steps: int
+    """Env steps taken by this call."""
+    seconds: float
+    """Wall-clock time of this call."""
+    steps_per_s: float
+    """Env steps per second of this call, preprocessing and writing included."""
+    total_episodes: int = 0
+    """Episodes in the dataset afterwards."""
+    out: str = ""
+    """The dataset directory."""
+
+
+@dataclass
+class CollectConfig:
+    """Options of `dreamgym collect` (one `--kebab-case` flag per field); see `collect`."""
+
+    env: str = field(metadata={"help": "real Gymnasium env id, e.g. CarRacing-v3"})
+    episodes: int = field(
+        metadata={"help": "episodes the dataset should hold (re-run with more to add episodes)"}
+    )
+    out: str = field(metadata={"help": "dataset directory (re-running resumes it)"})
+    workers: int | None = field(
+        default=None, metadata={"help": "worker processes (default: CPU count; 1: in-process)"}
+    )
+    policy: str = field(
+        default="random",
+        metadata={"help": "random (temporally correlated random actions) or a policy FILE"},
+    )
+    world: str | None = field(
+        default=None,
+        metadata={
+            "help": "with --policy FILE: the world whose V and M it acts through (default: the one it records)"
+        },
+    )
+    max_steps: int | None = field(
+        default=None, metadata={"help": "truncate episodes after this many steps"}
+    )
+    seed: int = field(default=0, metadata={"help": "episode i resets the env with seed + i"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+
+def _frame_policy_factory(spec: str, world: str | None = None) -> PolicyFactory:
+    """A policy FILE as a factory of frame policies: V encodes each frame, M tracks h.
+
+    The one place `collect` reaches up to the policy-loading layer (imported here, lazily, as it
+    pulls in torch and the world).
+    """
+    from dreamgym.evaluation import FramePolicyFactory
+
+    return FramePolicyFactory(spec, world)  # checked against the world now
+
+
+def _as_factory(policy: str | PolicyFactory) -> str | PolicyFactory:
+    """ "random" stays a str (the built-in `ExplorationPolicy`); a policy FILE becomes a factory."""
+    if isinstance(policy, str) and policy not in ("random", RANDOM_POLICY):
+        if not Path(policy).exists() and not Path(policy + ".zip").exists():
+            raise ValueError(
+                f"--policy {policy!r} is neither 'random' nor an existing file; pass random or "
+                "the path of a saved controller or SB3 agent"
+            )
+        return _frame_policy_factory(policy)
+    return policy
+
+
+def _policy_name(policy: str | PolicyFactory) -> str:
+    """The policy as the manifest records it."""
+    if isinstance(policy, str):
+        return RANDOM_POLICY
+    if callable(policy):
+        return getattr(policy, "name", None) or getattr(policy, "__qualname__", repr(policy))
+    raise TypeError(f"policy must be 'random', a file path or a factory, got {policy!r}")
+
+
+def collect_from_config(config: CollectConfig) -> CollectResult:
+    """`collect` with the options of `dreamgym collect`."""
+    policy: str | PolicyFactory = config.policy
+    if policy not in ("random", RANDOM_POLICY):
+        policy = _frame_policy_factory(config.policy, config.world)
+    return collect(
+        config.env,
+        config.episodes,
+        config.out,
+        workers=config.workers,
+        policy=policy,
+        max_steps=config.max_steps,
+        seed=config.seed,
+        progress=config.progress,
+    )
+
+
+def collect(
+    env_id: str,
+    episodes: int,
+    out: str | os.PathLike[str],
+    workers: int | None = None,
+    policy: str | PolicyFactory = "random",
+    max_steps: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> CollectResult:
+    """Roll out `episodes` episodes of the real env `env_id` into the dataset directory `out`.
+
+    Arguments mirror ``dreamgym collect --env ENV_ID --episodes N --out DATA [--workers W]
+    [--policy random|FILE] [--max-steps K] [--seed S]``:
+
+    - `workers`: processes, each with its own headless env (default: os.cpu_count()); 1 runs in
+      this process. Episodes are handed out by index, so results do not depend on scheduling.
+    - `policy`: "random" — the temporally correlated `ExplorationPolicy` —, a FILE (a saved
+      controller or SB3 agent, acting through the world it records: V encodes each frame, M
+      tracks h), or a picklable `factory(env_id, action_space)` giving a `FramePolicy`
+      (`reset(seed)`, `act(frame_uint8) -> action`).
+    - `max_steps`: truncate episodes after this many steps (default: the env's own limit; the
+      paper's 2,100 for VizdoomTakeCover-v1).
+    - `seed`: episode `i` resets the env with `seed + i`; its policy is seeded from (seed, i).
+
+    Re-running resumes (see `dreamgym.data`); a larger `episodes` adds episodes. An `out`
+    collected with another env, preprocessing, policy, seed or max_steps raises
+    DatasetMismatchError and is left untouched; one another `collect` is writing to raises
+    FolderBusyError.
+    """
+    workers = _check_args(episodes, seed, max_steps, workers)
+    policy = _as_factory(policy)
+    header, prep = _dataset_header(env_id, _policy_name(policy), seed, max_steps)
+    spec = RolloutSpec(env_id, max_steps, policy, seed, prep)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(
+        out_dir / LOCK_NAME,
+        f"another dreamgym collect is writing to {out_dir}; wait for it or choose another --out",
+    ):
+        with file_lock(
+            out_dir / WORKERS_LOCK_NAME,
+            f"workers of an earlier dreamgym collect into {out_dir} are still running; "
+            "stop them and re-run",
+            wait_s=ORPHAN_WAIT_S,
+        ):
+            pass  # workers of a killed collection have exited
+        manifest = _open_dataset(out_dir, header)
+        done = {e["index"] for e in manifest["episodes"]}
+        todo = [i for i in range(episodes) if i not in done]
+        result = _collect_todo(spec, out_dir, manifest, todo, workers, progress)
+    result.total_episodes = len(manifest["episodes"])
+    result.out = str(out_dir)
+    return result
+
+
+def _check_args(episodes: Any, seed: Any, max_steps: Any, workers: Any) -> int:
+    """Refuse bad options before anything starts; the worker count to use."""
+    if not isinstance(episodes, int) or episodes < 0:
+        raise ValueError(f"--episodes must be a non-negative integer, got {episodes!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed!r}")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"--max-steps must be a positive integer, got {max_steps!r}")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {workers!r}")
+    return workers
+
+
+def _dataset_header(
+    env_id: str, policy_name: str, seed: int, max_steps: int | None
+) -> tuple[dict[str, Any], FramePreprocessing]:
+    """The manifest header of this collection, and its preprocessing.
+
+    Everything that can be wrong with the env is found here, before any worker starts.
+    """
+    env = make_real_env(env_id, max_episode_steps=max_steps)
+    try:
+        prep = preprocessing_for(env_id, env.observation_space)
+        action_space = action_space_to_dict(env.action_space)
+        env_limit = real_max_episode_steps(env)
+    finally:
+        env.close()
+    header = {
+        "schema_version": SCHEMA_VERSION,
+        "env_id": env_id,
+        "frame_shape": [prep.size, prep.size, 3],
+        "action_space": action_space,
+        "preprocessing": prep.to_dict(),
+        "policy": policy_name,
+        "seed": seed,
+        "max_steps": max_steps,
+        "max_episode_steps": env_limit,
+    }
+    return header, prep
+
+
+def _open_dataset(out: Path, header: dict[str, Any]) -> dict[str, Any]:
+    """The manifest to extend (checked against `header`, resumed), written back; under the lock."""
+    if (out / MANIFEST_NAME).exists():
+        manifest = load_manifest(out)
+        check_same(out, manifest, header)
+    else:
+        shards = [p.name for p in out.iterdir() if SHARD_RE.match(p.name)]
+        if shards:
+            raise DatasetMismatchError(
+                f"{out} holds episode shards ({shards[0]}, …) but no {MANIFEST_NAME}; "
+                "it was not written by dreamgym collect — choose another --out. Nothing "
+                "was changed."
+            )
+        manifest = {**header, "episodes": []}
+    manifest = _prepare(out, manifest)
+    write_manifest(out, manifest)
+    return manifest
+
+
+def _temp_target(name: str) -> str | None:
+    """The file a temp file `name` was being written for, or None if it is no temp file.
+
+    `.NAME.XXXXXXXX.tmp` is what `utils.files.atomic_write_bytes` writes; `NAME.tmp` what earlier
+    dreamgym versions wrote (a killed one may have left such files behind).
+    """
+    m = _TEMP_RE.match(name)
+    if m:
+        return m["target"]
+    return name[: -len(TMP_SUFFIX)] if name.endswith(TMP_SUFFIX) else None
+
+
+def _prepare(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Resume: delete temp files, check listed shards, adopt verified unlisted ones."""
+    for p in out.iterdir():
+        target = _temp_target(p.name)
+        if target is not None and (SHARD_RE.match(target) or target == MANIFEST_NAME):
+            p.unlink()
+    kept = []
+    for entry in manifest["episodes"]:
+        path = out / entry["file"]
+        if not path.exists():
+            continue  # lost shard: dropped from the manifest and collected again
+        if sha256_file(path) != entry["sha256"]:
+            raise CorruptShardError(
+                f"episode shard {path} does not match its sha256 in the manifest; {fix_hint(path)}"
+            )
+        kept.append(entry)
+    listed = {e["index"] for e in kept}
+    for p in sorted(out.iterdir()):
+        m = SHARD_RE.match(p.name)
+        if not m or int(m.group(1)) in listed:
+            continue
+        index = int(m.group(1))
+        arrays = read_shard(p, manifest, None)  # raises CorruptShardError naming the file
+        if int(arrays["seed"]) != manifest["seed"] + index:
+            raise CorruptShardError(
+                f"episode shard {p} has env seed {int(arrays['seed'])}, but episode {index} of "
+                f"this dataset uses {manifest['seed'] + index}; it comes from another collection "
+                f"— move it away, or {fix_hint(p)}"
+            )
+        kept.append(shard_entry(index, p.name, arrays, sha256_file(p)))
+    manifest["episodes"] = kept
+    return manifest
+
+
+def _collect_todo(
+    spec: RolloutSpec,
+    out: Path,
+    manifest: dict[str, Any],
+    todo: list[int],
+    workers: int,
+    progress: bool,
+) -> CollectResult:
+    """Compute the episodes `todo`, in this process or in workers, adding each to the manifest."""
+    start = time.perf_counter()
+    total = len(manifest["episodes"]) + len(todo)
+    bar = tqdm(
+        total=total,
+        initial=total - len(todo),
+        unit="ep",
+        desc=f"collect {spec.env_id}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    counts = {"episodes": 0, "steps": 0}
+
+    def finished(entry: dict[str, Any]) -> None:
+        manifest["episodes"].append(entry)
+        write_manifest(out, manifest)
+        counts["episodes"] += 1
+        counts["steps"] += entry["steps"]
+        rate = counts["steps"] / max(time.perf_counter() - start, 1e-9)
+        bar.set_postfix(
+            frames=f"{counts['steps'] + counts['episodes']:,}", steps_s=f"{rate:.0f}", refresh=False
+        )
+        bar.update(1)
+
+    try:
+        if not todo:
+            pass
+        elif workers == 1 or len(todo) == 1:
+            _collect_in_process(spec, out, todo, finished)
+        else:
+            run_workers(spec, out, todo, min(workers, len(todo)), finished)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    return CollectResult(
+        episodes=counts["episodes"],
+        frames=counts["steps"] + counts["episodes"],
+        steps=counts["steps"],
+        seconds=seconds,
+        steps_per_s=counts["steps"] / seconds if seconds > 0 else 0.0,
+    )
+
+
+def _collect_in_process(
+    spec: RolloutSpec, out: Path, todo: list[int], finished: Callable[[dict[str, Any]], None]
+) -> None:
+    """`workers=1`: one env and one policy in this process (its torch settings left alone)."""
+    env = spec.make_env()
+    try:
+        pol = spec.make_policy(env.action_space)
+        for index in todo:
+            arrays = run_episode(env, spec.prep, pol, spec.seed, index)
+            finished(write_shard(out, index, arrays))
+    finally:
+        env.close()

@@ -1,0 +1,149 @@
+"""MODEL_CARD.md of a trained world: what it is, how it was trained, how well it predicts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def _fmt(x: Any, spec: str = ".4g") -> str:
+    return "n/a" if x is None else format(x, spec) if isinstance(x, (int, float)) else str(x)
+
+
+def _machine_text(m: dict[str, Any]) -> str:
+    return (
+        f"{m.get('cpu_count')} CPUs, torch {m.get('torch')} ({m.get('torch_threads')} threads) on "
+        f"{m.get('device')}, {m.get('platform')}, Python {m.get('python')}"
+    )
+
+
+def _dataset_lines(prov: dict[str, Any]) -> list[str]:
+    """The card's dataset line(s): one per `--data` directory, with its policy and episodes."""
+    data, policy = prov.get("data"), prov.get("data_policy")
+    if not isinstance(data, list):
+        lines = [f"- Dataset: `{data}` (policy `{policy}`)"]
+    else:
+        counts = prov.get("data_episodes") or [None] * len(data)
+        lines = ["- Datasets:"] + [
+            f"  - `{d}` (policy `{p}`, {n} episodes)"
+            for d, p, n in zip(data, policy, counts, strict=False)
+        ]
+    if prov.get("vae_from"):
+        lines.append(f"- V started from the world `{prov['vae_from']}`.")
+    return lines
+
+
+def _summary_lines(config: dict[str, Any], name: str) -> list[str]:
+    """Title, what the world is, how to make it, and its dream settings."""
+    return [
+        f"# World: {name}",
+        "",
+        f'A learned model of `{config["env_id"]}` (Ha & Schmidhuber 2018, "World Models"): V, a '
+        f"ConvVAE with a {config['vae']['latent_dim']}-d latent, and M, an MDN-RNN with "
+        f"{config['mdnrnn']['hidden_dim']} LSTM units and {config['mdnrnn']['n_mixtures']} "
+        "Gaussians, trained by `dreamgym train`.",
+        "",
+        "```python",
+        "import gymnasium as gym, dreamgym",
+        f'env = gym.make("DreamEnv-v0", world="{name}")  # or the bundle directory',
+        "```",
+        "",
+        f"- Default temperature τ: {config.get('temperature', 1.0)}; dream episodes are truncated "
+        f"at {config.get('max_episode_steps')} steps.",
+        f"- Done weight in M's loss: {_fmt(config['mdnrnn'].get('done_pos_weight'))} (undone when "
+        "the dream samples termination).",
+        f"- Weights stored as {config.get('weights_dtype', 'float32')}.",
+        "",
+    ]
+
+
+def _data_and_training_lines(prov: dict[str, Any]) -> list[str]:
+    """The datasets and episode split, the command, the machine and each stage's wall time."""
+    eps = prov.get("episodes", {})
+    stages = prov.get("stages", {})
+    lines = [
+        "## Data",
+        "",
+        *_dataset_lines(prov),
+        f"- Episodes: {eps.get('train')} for training, {eps.get('val')} held out; "
+        f"{prov.get('real_steps')} real env steps, {prov.get('frames')} frames.",
+        "",
+        "## Training",
+        "",
+        f"- Command: `{prov.get('command')}`",
+        f"- Machine: {_machine_text(prov.get('machine') or {})}",
+        "",
+        "| stage | epochs | wall time (s) |",
+        "|---|---|---|",
+    ]
+    for stage in ("vae", "encode", "rnn"):
+        s = stages.get(stage, {})
+        lines.append(f"| {stage} | {_fmt(s.get('epochs'))} | {_fmt(s.get('seconds'), '.1f')} |")
+    return lines
+
+
+def _metrics_lines(metrics: dict[str, Any]) -> list[str]:
+    """The held-out metrics table, each model score beside its trivial baseline."""
+    v, m = metrics.get("vae", {}), metrics.get("rnn", {})
+    done = m.get("done", {})
+    return [
+        "",
+        "## Held-out metrics (validation episodes)",
+        "",
+        "| metric | model | baseline |",
+        "|---|---|---|",
+        f"| V reconstruction MSE per pixel ([0,1]) | {_fmt(v.get('recon_mse'))} | "
+        f"{_fmt(v.get('baseline_mean_frame_mse'))} (mean frame) |",
+        f"| M NLL of z_t+1 per latent dim (nats) | {_fmt(m.get('nll_per_dim'))} | "
+        f"{_fmt(m.get('baseline_previous_z_nll_per_dim'))} (z_t+1 ~ N(z_t, Var Δz)); "
+        f"{_fmt(m.get('baseline_static_gaussian_nll_per_dim'))} (static Gaussian) |",
+        f"| reward MAE per step | {_fmt(m.get('reward_mae'))} | "
+        f"{_fmt(m.get('reward_mae_baseline_mean'))} (training mean) |",
+        f"| done precision / recall / F1 at p > 0.5 | {_fmt(done.get('precision'))} / "
+        f"{_fmt(done.get('recall'))} / {_fmt(done.get('f1'))} | rate {_fmt(done.get('rate'))} |",
+        f"| done ROC AUC; best F1 (threshold) | {_fmt(done.get('auc'))}; "
+        f"{_fmt(done.get('best_f1'))} ({_fmt(done.get('best_threshold'))}) | 0.5 (chance AUC) |",
+        "",
+        "M is scored on whole validation episodes from h = 0 with z sampled from V's posterior, as "
+        "the dream starts; the done metrics use the dream's probability (training weight undone). "
+        f"Validation steps: {_fmt(m.get('steps'))}; done events among them: "
+        f"{_fmt(done.get('positives'))}.",
+        "",
+        "Report images: `report/reconstructions.png` (V), `report/dream_rollout.png` (an open-loop "
+        "dream from a real start with the recorded actions, next to reality).",
+        "",
+    ]
+
+
+def _limits_and_json_lines(metrics: dict[str, Any], prov: dict[str, Any]) -> list[str]:
+    """Known limits, then every metric and the provenance as JSON in a folded section."""
+    return [
+        "## Known limits",
+        "",
+        "- The dream is only as good as the data: states the collection policy never reached are "
+        "guesses, and a controller can exploit M's errors (the paper's \"cheating\" worlds; raise "
+        "τ to make exploitation harder, §4.5).",
+        "- Rewards and terminations come from M's heads, not from the real env's rules.",
+        "",
+        "<details><summary>All metrics and provenance (JSON)</summary>",
+        "",
+        "```json",
+        json.dumps({"metrics": metrics, "provenance": prov}, indent=2),
+        "```",
+        "</details>",
+        "",
+    ]
+
+
+def model_card(config: dict[str, Any]) -> str:
+    """MODEL_CARD.md of a trained world: what it is, how it was trained, how well it predicts."""
+    prov = config.get("provenance", {})
+    metrics = config.get("metrics", {})
+    name = config.get("name") or config["env_id"]
+    lines = [
+        *_summary_lines(config, name),
+        *_data_and_training_lines(prov),
+        *_metrics_lines(metrics),
+        *_limits_and_json_lines(metrics, prov),
+    ]
+    return "\n".join(lines)
