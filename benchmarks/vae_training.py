@@ -9,8 +9,10 @@ Rows (same frames, same Adam learning rate; each row is one configuration):
 - `plain, dreamgym V`: the same loop with dreamgym's ConvVAE, whose decoder computes that first
   transposed conv as the matmul it is (same weights, same result);
 - `+ channels_last`, `+ fused Adam`: one change each on top of the previous row;
-- `bf16 autocast`: for reference; only worth it on CPUs with AMX (or on CUDA);
-- `dreamgym.train (batch B)`: the real `train_vae_epoch` code path.
+- `bf16 autocast`: for reference; it pays only with native bf16 math (AVX-512 BF16, AMX, CUDA):
+  emulated on an AVX2 CPU it is ~10x slower;
+- `dreamgym.train (batch B, auto → P)`: the real `train_vae_epoch` code path with the precision
+  `dreamgym train --vae-precision auto` picks on this machine (P), as the command runs it.
 
 Rows are measured in interleaved rounds (the machine may be shared) and the median is printed.
 Frames are random uint8 unless `--data` points at a dataset (the content does not change speed).
@@ -27,7 +29,13 @@ import numpy as np
 import torch
 
 from dreamgym.models.vae import ConvVAE, VAEConfig, vae_loss
-from dreamgym.train import frames_to_batch, make_adam, prepare_vae_for_training, train_vae_epoch
+from dreamgym.training.vae import (
+    autocast_dtype,
+    frames_to_batch,
+    make_adam,
+    prepare_vae_for_training,
+    train_vae_epoch,
+)
 
 
 class TextbookVAE(ConvVAE):
@@ -68,7 +76,7 @@ def plain_step(
     return step
 
 
-def dreamgym_step(frames: np.ndarray, batch: int) -> Callable[[], int]:
+def dreamgym_step(frames: np.ndarray, batch: int, precision: str = "auto") -> Callable[[], int]:
     """`train_vae_epoch` (the code `dreamgym train` runs) over a few batches per call."""
     device = torch.device("cpu")
     torch.manual_seed(0)
@@ -80,7 +88,9 @@ def dreamgym_step(frames: np.ndarray, batch: int) -> Callable[[], int]:
     def step() -> int:
         epoch = next(counter)
         idx = np.random.default_rng(epoch).integers(0, len(frames), chunk)
-        train_vae_epoch(vae, opt, frames, idx, batch, seed=0, epoch=epoch, device=device)
+        train_vae_epoch(
+            vae, opt, frames, idx, batch, seed=0, epoch=epoch, device=device, precision=precision
+        )
         return chunk
 
     return step
@@ -110,6 +120,8 @@ def main() -> None:
         frames = np.random.default_rng(0).integers(0, 256, (5000, 64, 64, 3), dtype=np.uint8)
     assert frames_to_batch(frames, np.arange(2), torch.device("cpu")).shape == (2, 3, 64, 64)
 
+    picked = autocast_dtype("auto", torch.device("cpu"))
+    auto = "auto → " + ("bfloat16" if picked is not None else "float32")
     rows: dict[str, Callable[[], Callable[[], int]]] = {
         "plain, textbook V (batch 100)": lambda: plain_step(TextbookVAE, frames, 100),
         "plain, dreamgym V (batch 100)": lambda: plain_step(ConvVAE, frames, 100),
@@ -118,11 +130,11 @@ def main() -> None:
         "  bf16 autocast (reference)": lambda: plain_step(
             ConvVAE, frames, 100, channels_last=True, fused=True, bf16=True
         ),
-        "dreamgym.train (batch 100)": lambda: dreamgym_step(frames, 100),
-        "dreamgym.train (batch 256)": lambda: dreamgym_step(frames, 256),
+        f"dreamgym.train (batch 100, {auto})": lambda: dreamgym_step(frames, 100),
+        f"dreamgym.train (batch 256, {auto})": lambda: dreamgym_step(frames, 256),
     }
     print(f"torch {torch.__version__}, {len(frames)} frames, median of {args.rounds} rounds")
-    header = f"{'configuration':34s}" + "".join(f"{f'{t} thr img/s':>14s}" for t in args.threads)
+    header = f"{'configuration':40s}" + "".join(f"{f'{t} thr img/s':>14s}" for t in args.threads)
     print(header)
     print("-" * len(header))
     results: dict[tuple[str, int], list[float]] = {}
@@ -138,7 +150,7 @@ def main() -> None:
         for t in args.threads:
             v = statistics.median(results[(name, t)])
             cells += f"{v:8.1f} ×{v / base[t]:.2f}"
-        print(f"{name:34s}{cells}")
+        print(f"{name:40s}{cells}")
 
 
 if __name__ == "__main__":

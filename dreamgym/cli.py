@@ -1,7 +1,7 @@
 """`dreamgym` command line: one sub-command per job, options generated from each job's dataclass.
 
 Every long job's options live in a dataclass next to the code that runs it (`TrainConfig` in
-train.py, `ControllerConfig` in controllers.py, ...). Each field's `metadata["help"]` is its
+training/config.py, `ControllerConfig` in training/cmaes.py, ...). Each field's `metadata["help"]` is its
 one-line doc; this module turns the fields into `--kebab-case` options, so the CLI and the
 library can never disagree. Heavy modules (torch) are imported only by the sub-command that runs.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import sys
 import types
 import typing
@@ -37,20 +36,25 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "train V, then M, then write the bundle",
     ),
     "controller": (
-        "dreamgym.controllers",
+        "dreamgym.training.cmaes",
         "ControllerConfig",
         "controller",
         "CMA-ES linear controller in the batched dream",
     ),
-    "sb3": ("dreamgym.sb3", "SB3Config", "sb3", "train a stable-baselines3 agent in the dream"),
+    "sb3": (
+        "dreamgym.training.sb3",
+        "SB3Config",
+        "sb3",
+        "train a stable-baselines3 agent in the dream",
+    ),
     "evaluate": (
-        "dreamgym.evaluation",
+        "dreamgym.evaluation.jobs",
         "EvaluateConfig",
         "evaluate",
         "returns of a policy in the dream or the real env",
     ),
     "gap": (
-        "dreamgym.evaluation",
+        "dreamgym.evaluation.gap",
         "GapConfig",
         "gap",
         "dream vs real returns of one policy: table, CSV, JSON, plot",
@@ -176,11 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, FolderBusyError) as e:
         print(f"dreamgym {args._job}: error: {e}", file=sys.stderr)
         return 2
-
-
-def print_json(obj: Any) -> None:
-    """Print a result as JSON (numpy scalars and paths included)."""
-    print(json.dumps(obj, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 if __name__ == "__main__":

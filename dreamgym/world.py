@@ -26,7 +26,7 @@ from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.models.vae import ConvVAE, VAEConfig
 from dreamgym.preprocessing import FramePreprocessing, preprocessing_for
 from dreamgym.spaces import action_input_dim, action_space_from_dict, action_space_to_dict
-from dreamgym.utils.files import (  # noqa: F401  (atomic_* re-exported until callers move)
+from dreamgym.utils.files import (
     atomic_save_safetensors,
     atomic_write_bytes,
     atomic_write_json,

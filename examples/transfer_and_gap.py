@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 from dreamgym.controllers import ControllerConfig, train_controller
-from dreamgym.evaluation import GapConfig, gap
+from dreamgym.evaluation import GapConfig, gap, gap_table
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def main() -> None:
 
     # 2. The same controller in the dream and in reality, and the random baseline for scale.
     for policy, folder in ((str(result.out), "gap"), ("random", "gap_random")):
-        gap(
+        report = gap(
             GapConfig(
                 world=args.world,
                 policy=policy,
@@ -72,6 +72,7 @@ def main() -> None:
                 out=str(out / folder),
             )
         )
+        print(gap_table(report))
 
 
 if __name__ == "__main__":

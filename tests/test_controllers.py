@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -355,3 +357,40 @@ def test_real_evaluation_during_training(tmp_path: Path, box_world_dir: Path) ->
     history = json.loads((tmp_path / "run" / HISTORY_FILE).read_text())["generations"]
     assert "real" not in history[0]
     assert len(history[1]["real"]["returns"]) == 1 and math.isfinite(history[1]["real"]["mean"])
+
+
+def test_training_takes_its_real_evaluator_injected(tmp_path: Path, box_world_dir: Path) -> None:
+    from dreamgym.training.cmaes import train_controller as train_in_dream
+
+    cfg = ControllerConfig(
+        world=str(box_world_dir), out=str(tmp_path / "run"), generations=1, popsize=2, rollouts=1,
+        max_steps=2, eval_real_every=1, eval_real_episodes=3, device="cpu", progress=False,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="real_evaluator"):
+        train_in_dream(cfg)
+    calls = []
+
+    def fake_real(
+        world: str, spec: str, episodes: int, seed: int, max_steps: int | None
+    ) -> np.ndarray:
+        calls.append((world, spec, episodes, seed, max_steps))
+        return np.array([1.0, 3.0, 2.0])
+
+    train_in_dream(cfg, real_evaluator=fake_real)
+    assert calls == [(str(box_world_dir), str(tmp_path / "run" / "real_eval"), 3, 10_000, 2)]
+    history = json.loads((tmp_path / "run" / HISTORY_FILE).read_text())["generations"]
+    assert history[0]["real"]["returns"] == [1.0, 3.0, 2.0] and history[0]["real"]["mean"] == 2.0
+
+
+def test_training_and_policies_do_not_import_evaluation_or_commands() -> None:
+    code = (
+        "import sys, dreamgym.policies, dreamgym.training.cmaes, dreamgym.training.sb3, "
+        "dreamgym.envs.sb3_vec\n"
+        "up = ('dreamgym.evaluation', 'dreamgym.commands', 'dreamgym.cli', 'dreamgym.demo')\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(up))\n"
+        "assert not bad, bad\n"
+        "import dreamgym.evaluation\n"
+        "assert 'dreamgym.cli' not in sys.modules and 'dreamgym.commands' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

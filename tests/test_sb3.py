@@ -154,17 +154,33 @@ def test_same_seed_same_trajectories() -> None:
     assert env._seeds == [None] * 4
 
 
+def _weights(module: torch.nn.Module) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
+
+
+def _learns(model: Any, steps: int, *parts: str) -> None:
+    """`model.learn(steps)` takes gradient steps: every network in `parts` has new weights."""
+    before = {part: _weights(getattr(model, part)) for part in parts}
+    model.learn(steps)
+    assert model.num_timesteps >= steps
+    for part, weights in before.items():
+        after = _weights(getattr(model, part))
+        assert torch.isfinite(after).all()
+        assert not torch.equal(after, weights), f"{type(model).__name__}.{part} did not change"
+
+
 def test_sb3_algorithms_learn_in_the_dream() -> None:
     torch.manual_seed(0)
     box = box_env(n=4, max_episode_steps=20, seed=0)
-    PPO("MlpPolicy", box, n_steps=32, batch_size=64, seed=0, device="cpu").learn(256)
-    SAC("MlpPolicy", box, learning_starts=16, buffer_size=1_000, seed=0, device="cpu").learn(100)
+    _learns(PPO("MlpPolicy", box, n_steps=32, batch_size=64, seed=0, device="cpu"), 256, "policy")
+    sac = SAC("MlpPolicy", box, learning_starts=16, buffer_size=1_000, seed=0, device="cpu")
+    _learns(sac, 100, "actor", "critic")
     discrete = DreamVecEnv(
         build_tiny_world(True, max_episode_steps=20), n_envs=4, device="cpu", seed=0
     )
-    A2C("MlpPolicy", discrete, seed=0, device="cpu").learn(100)
+    _learns(A2C("MlpPolicy", discrete, seed=0, device="cpu"), 100, "policy")
     model = PPO("MlpPolicy", VecMonitor(discrete), n_steps=32, batch_size=64, seed=0, device="cpu")
-    model.learn(256)
+    _learns(model, 256, "policy")
     assert model.num_timesteps >= 256 and len(model.ep_info_buffer) > 0  # episodes of ≤ 20 steps
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dreamgym.demo import DemoConfig, run_demo
+import time
+
+from dreamgym.demo import DemoConfig, run_demo, summary_table
 
 
 def run(config: DemoConfig) -> int:
-    """Run the job; print its summary; 0 on success."""
-    result = run_demo(config)
-    return result if isinstance(result, int) else 0
+    """Run the demo, printing its progress and the dream-vs-real summary; 0 on success."""
+    started = time.time()
+    reports = run_demo(config, log=print)
+    print("\n## Dream vs real\n" + summary_table(reports))
+    print(f"\ndemo finished in {time.time() - started:.0f} s; everything is in {config.out}/")
+    return 0

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from dreamgym.evaluation import GapConfig, gap
+import sys
+
+from dreamgym.evaluation.gap import GAP_FILES, GapConfig, gap, gap_table
 
 
 def run(config: GapConfig) -> int:
-    """Run the job; print its summary; 0 on success."""
-    result = gap(config)
-    return result if isinstance(result, int) else 0
+    """Run the job; print the table, the exploit warning (stderr) and the files; 0 on success."""
+    report = gap(config)
+    print(gap_table(report))
+    if report["exploit_warning"]:
+        print(report["warning"], file=sys.stderr)
+    if config.out is not None:
+        print(f"wrote {', '.join(GAP_FILES)} to {config.out}")
+    return 0

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dreamgym.sb3 import SB3Config, train_agent
+from dreamgym.training.sb3 import SB3Config, train_agent
 
 
 def run(config: SB3Config) -> int:
-    """Run the job; print its summary; 0 on success."""
-    result = train_agent(config)
-    return result if isinstance(result, int) else 0
+    """Run the job, printing its messages (resuming, interrupted, the summary); 0 on success."""
+    train_agent(config, log=print)
+    return 0

@@ -47,10 +47,6 @@ from dreamgym.data.manifest import (
 from dreamgym.data.rollout import FramePolicy, PolicyFactory
 from dreamgym.data.shards import SHARD_TEMPLATE, CorruptShardError
 
-RandomPolicy = ExplorationPolicy
-"""The old name of `ExplorationPolicy`, kept for old imports (`dreamgym.policies.RandomPolicy` is
-a different class: the uniform random baseline acting on batches of observations)."""
-
 __all__ = [
     "LOCK_NAME",
     "MANIFEST_NAME",
@@ -65,7 +61,6 @@ __all__ = [
     "ExplorationPolicy",
     "FramePolicy",
     "PolicyFactory",
-    "RandomPolicy",
     "collect",
     "collect_from_config",
     "iter_episodes",

@@ -103,10 +103,10 @@ class CollectConfig:
 def _frame_policy_factory(spec: str, world: str | None = None) -> PolicyFactory:
     """A policy FILE as a factory of frame policies: V encodes each frame, M tracks h.
 
-    The one place `collect` reaches up to the policy-loading layer (imported here, lazily, as it
-    pulls in torch and the world).
+    Imported here, lazily: the policies layer pulls in torch and the world, which random
+    collection never needs.
     """
-    from dreamgym.evaluation import FramePolicyFactory
+    from dreamgym.policies.frames import FramePolicyFactory
 
     return FramePolicyFactory(spec, world)  # checked against the world now
 

@@ -371,10 +371,6 @@ class DreamVectorEnv(VectorEnv):
         arr = obs.cpu().numpy()
         return arr if self.obs_mode == "pixels" else arr.astype(np.float32, copy=False)
 
-    # The SB3 adapter (dreamgym/sb3.py) still calls these two by their old names.
-    _actions_to_tensor = actions_to_tensor
-    _to_numpy_obs = obs_to_numpy
-
     @torch.inference_mode()
     def render_tensors(self) -> torch.Tensor:
         """V's decoding of every env's current z: uint8 (num_envs, 64, 64, 3)."""

@@ -45,6 +45,9 @@ SEQ_LEN_DEFAULTS = {"episodes": 1000, "windows": 100}
 SEED_SPLIT, SEED_VAE, SEED_RNN, SEED_EVAL, SEED_REPORT = 1, 2, 3, 4, 5
 
 
+VAE_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
 @dataclass
 class TrainConfig:
     """Options of `dreamgym train` (one `--kebab-case` flag per field)."""
@@ -88,6 +91,14 @@ class TrainConfig:
     )
     vae_batch: int = field(default=100, metadata={"help": "V's batch size in frames"})
     vae_lr: float = field(default=1e-3, metadata={"help": "V's Adam learning rate"})
+    vae_precision: str = field(
+        default="auto",
+        metadata={
+            "help": "V's training and encoding precision: bfloat16 autocast, float32, or auto "
+            "(bfloat16 where the CPU/GPU has native bf16 math, else float32)",
+            "choices": VAE_PRECISIONS,
+        },
+    )
     rnn_batch: int = field(default=32, metadata={"help": "M's batch size in sequences"})
     rnn_sequences: str | None = field(
         default=None,

@@ -255,6 +255,7 @@ def _train_vae(run: TrainingRun, vae_from: ConvVAE | None) -> ConvVAE:
             epoch,
             run.device,
             bar,
+            precision=config.vae_precision,
         )
 
     def validate(record: dict[str, Any]) -> dict[str, str]:
@@ -297,7 +298,9 @@ def _encode(run: TrainingRun, vae: ConvVAE) -> tuple[np.ndarray, np.ndarray]:
             )
         return mu, logvar
     start = time.perf_counter()
-    mu, logvar = encode_frames(vae, run.data.frames, run.device, run.config.progress)
+    mu, logvar = encode_frames(
+        vae, run.data.frames, run.device, run.config.progress, precision=run.config.vae_precision
+    )
     ws.save_latents(mu, logvar)
     progress.update(
         encode={

@@ -1,0 +1,59 @@
+"""Returns of a policy in the dream: N episodes as ONE batched `DreamVectorEnv`."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from dreamgym.envs.dream import DreamVectorEnv
+from dreamgym.policies import Policy, load_policy
+from dreamgym.world import World
+
+
+def evaluate_dream(
+    world: World | str | os.PathLike,
+    policy: Policy | str,
+    episodes: int,
+    seed: int,
+    temperature: float | None = None,
+    max_steps: int | None = None,
+    device: str | torch.device = "auto",
+) -> np.ndarray:
+    """Returns (float64, `episodes`) of the policy in the dream, all episodes in one batch.
+
+    Every env's first episode is one sample (autoreset off; reward stops counting at an env's
+    first termination or truncation). The same seed gives the same returns (on CPU).
+    """
+    if int(episodes) < 1:
+        raise ValueError(f"episodes must be ≥ 1, got {episodes}")
+    if isinstance(policy, str):
+        policy = load_policy(policy, world, seed=seed)
+    env = DreamVectorEnv(
+        world,
+        num_envs=int(episodes),
+        obs_mode=policy.obs_mode,
+        temperature=temperature,
+        device=device,
+        max_episode_steps=max_steps,
+        autoreset_mode=AutoresetMode.DISABLED,
+    )
+    if env.max_episode_steps is None:
+        raise ValueError(
+            f"world {env.world.name!r} has no max_episode_steps; pass max_steps so that dream "
+            "episodes end"
+        )
+    obs = env.reset_tensors(seed=seed)
+    total = torch.zeros(env.num_envs, dtype=torch.float64, device=env.device)
+    alive = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
+    for _ in range(env.max_episode_steps):
+        actions = np.asarray(policy.act(obs.cpu().numpy()))
+        step = env.step_tensors(torch.as_tensor(actions, device=env.device))
+        total += torch.where(alive, step.reward, 0.0)
+        alive &= ~step.done
+        if not bool(alive.any()):
+            break
+        obs = step.obs
+    return total.cpu().numpy()

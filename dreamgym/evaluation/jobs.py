@@ -1,0 +1,79 @@
+"""`dreamgym evaluate`: its options, and returns of a policy in the dream or the real env."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dreamgym.evaluation.dream import evaluate_dream
+from dreamgym.evaluation.real import evaluate_real
+from dreamgym.evaluation.stats import summarize
+from dreamgym.policies import POLICY_SPECS_HELP, Policy, load_policy
+from dreamgym.world import World
+
+MODES = ("dream", "real")
+
+
+@dataclass
+class EvaluateConfig:
+    """Options of `dreamgym evaluate`."""
+
+    world: str = field(metadata={"help": "world: a bundled name or a bundle directory"})
+    policy: str = field(metadata={"help": POLICY_SPECS_HELP})
+    mode: str = field(
+        default="dream",
+        metadata={
+            "help": "where to run the episodes (also --dream / --real)",
+            "choices": MODES,
+            "choice_flags": True,
+        },
+    )
+    episodes: int = field(default=16, metadata={"help": "episodes to run"})
+    seed: int = field(default=0, metadata={"help": "seed (real: episode i uses seed + i)"})
+    json: bool = field(default=False, metadata={"help": "print the result as JSON"})
+    temperature: float | None = field(
+        default=None, metadata={"help": "dream temperature τ (default: the world's)"}
+    )
+    max_steps: int | None = field(
+        default=None, metadata={"help": "episode cap (default: the world's / the env's limit)"}
+    )
+    workers: int | None = field(
+        default=None, metadata={"help": "real-env worker processes (default: CPU count)"}
+    )
+    device: str = field(default="auto", metadata={"help": "device of the dream: auto, cpu or cuda"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar (real episodes)"})
+
+
+def returns_in(
+    mode: str, world: World, policy: Policy | str, config: Any, progress: bool
+) -> np.ndarray:
+    """Returns of `policy` (a spec, or a loaded policy in the dream) in the dream or in reality,
+    with `config`'s episodes, seed, caps and devices (an `EvaluateConfig` or a `GapConfig`)."""
+    common = {"episodes": config.episodes, "seed": config.seed, "max_steps": config.max_steps}
+    if mode == "dream":
+        if isinstance(policy, str):
+            policy = load_policy(policy, world, seed=config.seed)
+        return evaluate_dream(
+            world, policy, temperature=config.temperature, device=config.device, **common
+        )
+    return evaluate_real(world, policy, workers=config.workers, progress=progress, **common)
+
+
+def evaluate_from_config(config: EvaluateConfig) -> dict[str, Any]:
+    """Run `dreamgym evaluate`: the returns and their summary, as a dict (printed by the command)."""
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+    world = World.load(config.world)
+    returns = returns_in(
+        config.mode, world, config.policy, config, progress=config.progress and not config.json
+    )
+    return {
+        "world": world.name,
+        "policy": config.policy,
+        "mode": config.mode,
+        "episodes": config.episodes,
+        "seed": config.seed,
+        **summarize(returns, config.seed),
+    }
