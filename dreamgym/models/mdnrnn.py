@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from dreamgym.models.noise import draw_grouped
+
 LOG_SIGMA_MIN = -5.0
 """log σ is bounded smoothly to [LOG_SIGMA_MIN, LOG_SIGMA_MAX] so the likelihood cannot blow up."""
 LOG_SIGMA_MAX = 2.0
@@ -249,17 +251,23 @@ def sample_mdn(
     logsigma: torch.Tensor,
     temperature: float,
     generator: torch.Generator | None = None,
+    noise_groups: int | None = None,
 ) -> torch.Tensor:
-    """Draw z_{t+1} (B, Z) at temperature τ: weights ∝ π^{1/τ}, σ × √τ (paper §4.5)."""
+    """Draw z_{t+1} (B, Z) at temperature τ: weights ∝ π^{1/τ}, σ × √τ (paper §4.5).
+
+    `noise_groups` R: rows i ≡ j (mod R) use the same random numbers (common random numbers,
+    `dreamgym.models.noise`); None: every row its own.
+    """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     b, k, z = mu.shape
     # Gumbel-max on logπ/τ picks component k with probability π_k^{1/τ} / Σ π^{1/τ}.
-    u = torch.rand((b, k), generator=generator, device=mu.device, dtype=mu.dtype)
+    like = {"generator": generator, "device": mu.device, "dtype": mu.dtype}
+    u = draw_grouped(lambda s: torch.rand(s, **like), (b, k), noise_groups)
     gumbel = -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
     idx = torch.argmax(logpi / temperature + gumbel, dim=-1)
     sel = idx.view(b, 1, 1).expand(b, 1, z)
     mu_k = mu.gather(1, sel).squeeze(1)
     sigma_k = torch.exp(logsigma.gather(1, sel).squeeze(1)) * math.sqrt(temperature)
-    eps = torch.randn((b, z), generator=generator, device=mu.device, dtype=mu.dtype)
+    eps = draw_grouped(lambda s: torch.randn(s, **like), (b, z), noise_groups)
     return mu_k + sigma_k * eps
