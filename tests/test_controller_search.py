@@ -95,6 +95,8 @@ def test_crn_identical_candidates_get_identical_returns(discrete: bool) -> None:
     # generations meet other dreams: their seeds differ
     s0, s1 = (_generation_seeds(0, g)[1] for g in (0, 1))
     assert s0 != s1 and not np.array_equal(crn(params, seed=s0), crn(params, seed=s1))
+    with pytest.raises(ValueError, match="noise_groups must divide num_envs \\(6\\)"):
+        DreamVectorEnv(world, num_envs=6, noise_groups=4, device="cpu")
 
 
 # --- re-scoring the mean -----------------------------------------------------------------------

@@ -83,6 +83,18 @@ def observation_space_for(world: World, obs_mode: str) -> gym.spaces.Box:
     raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
 
 
+def _check_noise_groups(noise_groups: int | None, num_envs: int) -> int | None:
+    """None (independent noise), or a group count R that divides num_envs (shared noise)."""
+    if noise_groups is None:
+        return None
+    if int(noise_groups) < 1 or num_envs % int(noise_groups):
+        raise ValueError(
+            f"noise_groups must divide num_envs ({num_envs}), got {noise_groups}; pass "
+            "noise_groups=None for independent noise in every env"
+        )
+    return int(noise_groups)
+
+
 class DreamStep(NamedTuple):
     """What `step_tensors` returns; all tensors on the env's device, leading dim num_envs."""
 
@@ -155,12 +167,7 @@ class DreamVectorEnv(VectorEnv):
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be ≥ 1, got {num_envs}")
-        if noise_groups is not None and (int(noise_groups) < 1 or int(num_envs) % noise_groups):
-            raise ValueError(
-                f"noise_groups must divide num_envs ({num_envs}), got {noise_groups}; pass "
-                "noise_groups=None for independent noise in every env"
-            )
-        self.noise_groups = None if noise_groups is None else int(noise_groups)
+        self.noise_groups = _check_noise_groups(noise_groups, int(num_envs))
         settings = DreamSettings.from_arguments(
             settings,
             obs_mode=obs_mode,
