@@ -3,7 +3,7 @@
 Ha & Schmidhuber (2018, §3.3 and §4.3) train the controller inside the dream and deploy it in the
 real env with V and M still in the loop: every real frame is encoded by V into z, and M's LSTM
 keeps reading (z_t, a_t) so that its hidden state h follows the real episode. The controller
-sees [z, h] in both places. `WorldModelObservation` is that loop as a Gymnasium wrapper.
+sees [z, h] in both places (or [z, c, h], c the LSTM's cell state, for `obs_mode="zch"`). `WorldModelObservation` is that loop as a Gymnasium wrapper.
 
 Conventions match the dream exactly (`dreamgym.envs.dream.DreamVectorEnv`):
 
@@ -44,7 +44,7 @@ class WorldModelMismatchError(ValueError):
 
 
 class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """A real env whose observations are the dream's: [z, h], z, or V's decoded pixels.
+    """A real env whose observations are the dream's: [z, h], z, V's decoded pixels or [z, c, h].
 
     ## Description
     Wraps the real env a world was learned from (e.g. `CarRacing-v3`, `VizdoomTakeCover-v1`). Each
@@ -60,7 +60,7 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     ## Observation Space
     `observation_space_for(world, obs_mode)`, the dream's: float32 [z, h] for `"zh"`, float32 z
-    for `"z"`, uint8 64×64×3 V decoding for `"pixels"`.
+    for `"z"`, uint8 64×64×3 V decoding for `"pixels"`, float32 [z, c, h] for `"zch"`.
 
     ## Rewards and Episode End
     The real env's. `max_episode_steps` adds a step cap (truncation) on top of the env's own;
@@ -137,6 +137,11 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def h(self) -> np.ndarray:
         """M's hidden state after the last (z, a), float32 (hidden_dim,); zeros right after reset."""
         return self.tracker.h
+
+    @property
+    def c(self) -> np.ndarray:
+        """M's LSTM cell state after the last (z, a), float32 (hidden_dim,); zeros after reset."""
+        return self.tracker.c
 
     def reconstruction(self) -> np.ndarray:
         """V's decoding of the last frame's z: uint8 64×64×3 (what the dream would show)."""
@@ -227,6 +232,11 @@ class LatentTracker:
     def h(self) -> np.ndarray:
         return self._h[0].cpu().numpy().astype(np.float32)
 
+    @property
+    def c(self) -> np.ndarray:
+        """The LSTM's cell state (the "c" of obs_mode "zch")."""
+        return self._c[0].cpu().numpy().astype(np.float32)
+
     @torch.inference_mode()
     def reconstruction(self) -> np.ndarray:
         return self.world.vae.decode_uint8(self._z)[0].cpu().numpy()
@@ -235,6 +245,9 @@ class LatentTracker:
         """The dream's observation for the current state in `obs_mode`."""
         if obs_mode == "zh":
             return torch.cat([self._z, self._h], dim=1)[0].cpu().numpy().astype(np.float32)
+        if obs_mode == "zch":
+            zch = torch.cat([self._z, self._c, self._h], dim=1)
+            return zch[0].cpu().numpy().astype(np.float32)
         if obs_mode == "z":
             return self.z
         return self.reconstruction()

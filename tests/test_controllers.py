@@ -55,14 +55,14 @@ def test_carracing_controller_has_867_parameters() -> None:
 
 
 def test_action_map_squashes_into_the_bounds() -> None:
-    ctrl = LinearController(1, BOX_ACTIONS)
+    ctrl = LinearController(1, BOX_ACTIONS, action_head="affine")  # the head of old files
     x = torch.tensor([[-50.0], [0.0], [0.3], [50.0]])
     ctrl.W = torch.ones(3, 1)
     a = ctrl.act_tensor(x)
     assert torch.allclose(a[0], torch.tensor([-1.0, 0.0, 0.0]))
     assert torch.allclose(a[1], torch.tensor([0.0, 0.5, 0.5]))
     assert torch.allclose(a[3], torch.tensor([1.0, 1.0, 1.0]))
-    # the paper's special cases: tanh for steering, sigmoid(2x) for gas and brake
+    # tanh for steering, sigmoid(2x) for gas and brake
     assert torch.allclose(a[2, 0], torch.tanh(torch.tensor(0.3)))
     assert torch.allclose(a[2, 1:], torch.sigmoid(torch.tensor(0.6)).expand(2))
     disc = LinearController(2, gym.spaces.Discrete(3, start=1))
@@ -195,18 +195,26 @@ def test_population_evaluation_matches_single_env_rollouts() -> None:
     assert len(set(lengths)) > 1, lengths
 
 
+@pytest.mark.parametrize("crn", [False, True])
 @pytest.mark.parametrize("discrete", [False, True])
-def test_population_evaluation_matches_a_per_env_reference(discrete: bool) -> None:
+def test_population_evaluation_matches_a_per_env_reference(discrete: bool, crn: bool) -> None:
     """Random episode ends (p ≈ 0.08 per step): returns count each env's first episode only."""
     world = build_tiny_world(discrete=discrete, done_logit=-2.5)
     P, R = 3, 4
     ctrls = [random_controller(world, seed=s) for s in range(P)]
     params = np.stack([c.get_params() for c in ctrls])
-    fast = PopulationEvaluator(world, P, R, device="cpu")(params, seed=42)
-    # Reference: the same P·R envs through the numpy API, one candidate's policy per block of R.
+    fast = PopulationEvaluator(world, P, R, device="cpu", crn=crn)(params, seed=42)
+    # Reference: the same P·R envs through the numpy API, one candidate's policy per block of R
+    # (with CRN: envs equal modulo R share their noise).
     from dreamgym.envs.dream import DreamVectorEnv
 
-    env = DreamVectorEnv(world, num_envs=P * R, device="cpu", autoreset_mode="Disabled")
+    env = DreamVectorEnv(
+        world,
+        num_envs=P * R,
+        device="cpu",
+        autoreset_mode="Disabled",
+        noise_groups=R if crn else None,
+    )
     obs, _ = env.reset(seed=42)
     total, alive, lengths = np.zeros(P * R), np.ones(P * R, bool), np.zeros(P * R, int)
     for _ in range(world.max_episode_steps):

@@ -18,7 +18,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from dreamgym.envs.dream import DreamEnv, DreamStep, DreamVectorEnv
 
-OBS_MODES = ("zh", "z", "pixels")
+OBS_MODES = ("zh", "z", "pixels", "zch")
 
 # Warnings the checkers give by design: z and h are unbounded, and CarRacing's action Box is not
 # [-1, 1] (SB3's advice). Anything else the checkers say fails the test.
@@ -90,6 +90,7 @@ def test_vector_shapes_and_dtypes(world_dir: Path, obs_mode: str) -> None:
         "zh": ((TINY_LATENT + TINY_HIDDEN,), np.float32),
         "z": ((TINY_LATENT,), np.float32),
         "pixels": ((64, 64, 3), np.uint8),
+        "zch": ((TINY_LATENT + 2 * TINY_HIDDEN,), np.float32),
     }[obs_mode]
     assert venv.single_observation_space.shape == single_obs[0]
     assert venv.single_observation_space.dtype == single_obs[1]

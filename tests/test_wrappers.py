@@ -105,7 +105,7 @@ def check_tracking(
         env.close()
 
 
-@pytest.mark.parametrize("obs_mode", ["zh", "z", "pixels"])
+@pytest.mark.parametrize("obs_mode", ["zh", "z", "pixels", "zch"])
 def test_observation_space_is_the_dreams(car_world: World, obs_mode: str) -> None:
     env = WorldModelObservation(make_real_env(CAR), car_world, obs_mode=obs_mode)
     try:

@@ -31,6 +31,7 @@ from gymnasium.vector.utils import batch_space
 
 from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, check_temperature
 from dreamgym.models.mdnrnn import sample_mdn
+from dreamgym.models.noise import draw_grouped
 from dreamgym.spaces import check_actions, encode_actions_tensor
 from dreamgym.world import World
 
@@ -73,10 +74,25 @@ def observation_space_for(world: World, obs_mode: str) -> gym.spaces.Box:
         return gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
     if obs_mode == "z":
         return gym.spaces.Box(-np.inf, np.inf, shape=(world.latent_dim,), dtype=np.float32)
+    if obs_mode == "zch":
+        dim = world.latent_dim + 2 * world.hidden_dim
+        return gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
     if obs_mode == "pixels":
         size = world.preprocessing.size
         return gym.spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8)
     raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+
+
+def _check_noise_groups(noise_groups: int | None, num_envs: int) -> int | None:
+    """None (independent noise), or a group count R that divides num_envs (shared noise)."""
+    if noise_groups is None:
+        return None
+    if int(noise_groups) < 1 or num_envs % int(noise_groups):
+        raise ValueError(
+            f"noise_groups must divide num_envs ({num_envs}), got {noise_groups}; pass "
+            "noise_groups=None for independent noise in every env"
+        )
+    return int(noise_groups)
 
 
 class DreamStep(NamedTuple):
@@ -103,7 +119,8 @@ class DreamVectorEnv(VectorEnv):
 
     ## Observation Space
     `obs_mode="zh"`: float32 [z, h] (the paper's controller input); `"z"`: float32 z;
-    `"pixels"`: V's decoding of z, uint8 64×64×3.
+    `"pixels"`: V's decoding of z, uint8 64×64×3; `"zch"`: float32 [z, c, h] (the LSTM's cell
+    state too, the paper's Doom controller input).
 
     ## Rewards
     M's reward head, one prediction per step.
@@ -119,6 +136,9 @@ class DreamVectorEnv(VectorEnv):
     ("rgb_array"), `autoreset_mode`, and the dream's settings (`DreamSettings`), given either as
     `settings=` or as the keywords `obs_mode`, `temperature` (τ; default: the world's), `device`
     ("auto" | "cpu" | "cuda"), `max_episode_steps`, `termination`, `done_threshold`.
+    `noise_groups` R (optional, a divisor of `num_envs`): envs i ≡ j (mod R) draw the same random
+    numbers at every reset and step (common random numbers, `dreamgym.models.noise`; the CMA-ES
+    evaluator's P candidates × R rollouts layout).
 
     ## Version History
     * v0: initial version.
@@ -143,9 +163,11 @@ class DreamVectorEnv(VectorEnv):
         termination: str = "sample",
         done_threshold: float = 0.5,
         settings: DreamSettings | None = None,
+        noise_groups: int | None = None,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be ≥ 1, got {num_envs}")
+        self.noise_groups = _check_noise_groups(noise_groups, int(num_envs))
         settings = DreamSettings.from_arguments(
             settings,
             obs_mode=obs_mode,
@@ -235,10 +257,13 @@ class DreamVectorEnv(VectorEnv):
 
     def _reset_where(self, mask: torch.Tensor) -> None:
         bank_mu, bank_logvar = self.world.initial_mu, self.world.initial_logvar
-        idx = torch.randint(
-            bank_mu.shape[0], (self.num_envs,), generator=self.generator, device=self.device
+        g, dev, groups = self.generator, self.device, self.noise_groups
+        idx = draw_grouped(
+            lambda s: torch.randint(bank_mu.shape[0], s, generator=g, device=dev),
+            (self.num_envs,),
+            groups,
         )
-        eps = torch.randn(self._z.shape, generator=self.generator, device=self.device)
+        eps = draw_grouped(lambda s: torch.randn(s, generator=g, device=dev), self._z.shape, groups)
         # Draws are made for every env (the random stream does not depend on which envs reset);
         # the state is written in place, row by row (much faster than masked ops over the whole
         # batch when few envs reset): z, h, c and t are the core's own tensors and never handed
@@ -255,6 +280,8 @@ class DreamVectorEnv(VectorEnv):
     def _observe(self) -> torch.Tensor:
         if self.obs_mode == "zh":
             return torch.cat([self._z, self._h], dim=1)
+        if self.obs_mode == "zch":
+            return torch.cat([self._z, self._c, self._h], dim=1)
         if self.obs_mode == "z":
             return self._z.clone()
         return self.world.vae.decode_uint8(self._z)
@@ -284,12 +311,18 @@ class DreamVectorEnv(VectorEnv):
         out, (h, c) = self.world.mdnrnn.step(
             self._z, self.encode_actions(actions), (self._h, self._c)
         )
-        self._z = sample_mdn(out.logpi, out.mu, out.logsigma, self.temperature, self.generator)
+        self._z = sample_mdn(
+            out.logpi, out.mu, out.logsigma, self.temperature, self.generator, self.noise_groups
+        )
         self._h, self._c = h, c
         self._t = self._t + 1
         p_done = self.world.mdnrnn.done_probability(out.done_logit)
         if self.termination == "sample":
-            u = torch.rand(p_done.shape, generator=self.generator, device=self.device)
+            u = draw_grouped(
+                lambda s: torch.rand(s, generator=self.generator, device=self.device),
+                tuple(p_done.shape),
+                self.noise_groups,
+            )
             terminated = u < p_done
         else:
             terminated = p_done > self.done_threshold

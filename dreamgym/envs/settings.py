@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-OBS_MODES = ("zh", "z", "pixels")
-"""What the dream shows: [z, h] (the paper's controller input), z, or V's decoded pixels."""
+OBS_MODES = ("zh", "z", "pixels", "zch")
+"""What the dream shows: [z, h] (the paper's controller input), z, V's decoded pixels, or
+[z, c, h] (M's cell state too: the input of the paper's Doom controller, its code's MODE_ZCH)."""
 TERMINATION_MODES = ("sample", "threshold")
 """How M's done head ends an episode (see `DreamSettings.termination`)."""
 
@@ -40,7 +41,8 @@ class DreamSettings:
     """How to dream a world: what is observed, how z and done are sampled, where, for how long."""
 
     obs_mode: str = "zh"
-    """Observation: "zh" = float32 [z, h], "z" = float32 z, "pixels" = V's uint8 decoding of z."""
+    """Observation: "zh" = float32 [z, h], "z" = float32 z, "pixels" = V's uint8 decoding of z,
+    "zch" = float32 [z, c, h] (the LSTM's cell state c too)."""
     temperature: float | None = None
     """Sampling temperature τ of M's mixture (Ha & Schmidhuber 2018, §4.5); None: the world's."""
     device: str | torch.device = "auto"

@@ -27,6 +27,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from dreamgym.models.noise import draw_grouped
+
 LOG_SIGMA_MIN = -5.0
 """log σ is bounded smoothly to [LOG_SIGMA_MIN, LOG_SIGMA_MAX] so the likelihood cannot blow up."""
 LOG_SIGMA_MAX = 2.0
@@ -343,11 +345,14 @@ def sample_mdn(
     logsigma: torch.Tensor,
     temperature: float,
     generator: torch.Generator | None = None,
+    noise_groups: int | None = None,
 ) -> torch.Tensor:
     """Draw z_{t+1} (B, Z) at temperature τ: weights ∝ π^{1/τ}, σ × √τ (paper §4.5).
 
     A per-dim mixture picks a component for each dim on its own (τ scales each dim's logits);
-    a shared one picks one component for the whole of z.
+    a shared one picks one component for the whole of z. `noise_groups` R: rows i ≡ j (mod R)
+    use the same random numbers (common random numbers, `dreamgym.models.noise`); None: every
+    row its own.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -355,7 +360,8 @@ def sample_mdn(
     per_dim = mixture_kind(logpi, mu) == "per_dim"
     # Gumbel-max on logπ/τ picks component k with probability π_k^{1/τ} / Σ π^{1/τ}.
     shape = (b, k, z) if per_dim else (b, k)
-    u = torch.rand(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    like = {"generator": generator, "device": mu.device, "dtype": mu.dtype}
+    u = draw_grouped(lambda s: torch.rand(s, **like), shape, noise_groups)
     gumbel = -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
     if per_dim:
         sel = torch.argmax(logpi / temperature + gumbel, dim=1, keepdim=True)  # (B, 1, Z)
@@ -364,5 +370,5 @@ def sample_mdn(
         sel = idx.view(b, 1, 1).expand(b, 1, z)
     mu_k = mu.gather(1, sel).squeeze(1)
     sigma_k = torch.exp(logsigma.gather(1, sel).squeeze(1)) * math.sqrt(temperature)
-    eps = torch.randn((b, z), generator=generator, device=mu.device, dtype=mu.dtype)
+    eps = draw_grouped(lambda s: torch.randn(s, **like), (b, z), noise_groups)
     return mu_k + sigma_k * eps

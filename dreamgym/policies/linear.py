@@ -2,14 +2,20 @@
 
 Ha & Schmidhuber (2018, §2.3) keep the controller deliberately tiny: one linear map from the
 observation [z_t, h_t] to the action, a_t = W [z_t h_t] + b (867 parameters for CarRacing: 32 + 256
-inputs, 3 outputs). `PopulationController` applies a whole CMA-ES population at once (one batched
+inputs, 3 outputs). Their Doom controller also reads the LSTM's cell state: obs_mode "zch" is
+[z_t, c_t, h_t] (the paper code's MODE_ZCH). `PopulationController` applies a whole CMA-ES population at once (one batched
 matrix product per dream step; the training loop is `dreamgym.training.cmaes`).
 
-Action map (one formula for every Box): raw outputs x are squashed into the bounds as
-    a = low + (high - low) · (tanh(x) + 1) / 2,
-which is the paper's choice for CarRacing: tanh for the steering in [-1, 1], and
-(tanh(x) + 1) / 2 = sigmoid(2x) for gas and brake in [0, 1]. Unbounded Box dimensions pass x
-through. Discrete actions are the argmax over n outputs.
+Action heads (`ACTION_HEADS`, recorded in the sidecar as "action_head"): raw outputs x are squashed
+into a Box's bounds by
+- "paper" (new controllers): the paper's CarRacing code, tanh for the steering in [-1, 1] and
+  clip(tanh(x), 0, 1) for gas and brake: a = low + (high - low) · clip(tanh(x), 0, 1) on the dims
+  whose low is 0, a = low + (high - low) · (tanh(x) + 1) / 2 on the others (tanh itself on
+  [-1, 1]). Half of the raw range gives exactly 0, so "no brake" is easy to find;
+- "affine" (every controller written before action heads were recorded, whose sidecar has no
+  "action_head" key): a = low + (high - low) · (tanh(x) + 1) / 2 on every dim, so gas and brake
+  are sigmoid(2x) and never exactly 0.
+Unbounded Box dimensions pass x through. Discrete actions are the argmax over n outputs (both).
 
 Files: a controller is `controller.safetensors` (tensors `W` (out, obs_dim) and `b` (out,)) plus a
 `controller.json` sidecar (obs mode and size, action space, the world it was trained in, fitness,
@@ -38,8 +44,20 @@ CONTROLLER_WEIGHTS = "controller.safetensors"
 CONTROLLER_META = "controller.json"
 CONTROLLER_FORMAT = "dreamgym.linear_controller"
 CONTROLLER_FORMAT_VERSION = 1
-CONTROLLER_OBS_MODES = ("zh", "z")
-"""The paper's controller reads [z, h]; "z" alone is the ablation of §3.3 (no memory)."""
+CONTROLLER_OBS_MODES = ("zh", "z", "zch")
+"""The paper's controller reads [z, h]; "z" alone is the ablation of §3.3 (no memory); "zch" is
+[z, c, h], the input of the paper's Doom controller (the LSTM's cell state c too)."""
+ACTION_HEADS = ("paper", "affine")
+"""How raw outputs become Box actions (see the module docstring)."""
+LEGACY_ACTION_HEAD = "affine"
+"""The head of a controller file whose sidecar has no "action_head" key (written before it)."""
+DEFAULT_ACTION_HEAD = "paper"
+"""The head of new controllers."""
+_ACTION_MAPS = {
+    "affine": "low + (high - low) * (tanh(x) + 1) / 2",
+    "paper": "low + (high - low) * clip(tanh(x), 0, 1) where low == 0, else "
+    "low + (high - low) * (tanh(x) + 1) / 2",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -47,14 +65,16 @@ CONTROLLER_OBS_MODES = ("zh", "z")
 
 
 def controller_obs_dim(world: World, obs_mode: str = "zh") -> int:
-    """Size of the controller's input in `world` for `obs_mode` ("zh": z + h, "z": z)."""
+    """Size of the controller's input in `world` for `obs_mode` (zh: z + h, z: z, zch: z + 2h)."""
     if obs_mode == "zh":
         return world.latent_dim + world.hidden_dim
     if obs_mode == "z":
         return world.latent_dim
+    if obs_mode == "zch":
+        return world.latent_dim + 2 * world.hidden_dim
     raise ValueError(
-        f"a linear controller reads obs_mode 'zh' or 'z', got {obs_mode!r} (pixels need a CNN "
-        "policy, e.g. dreamgym sb3)"
+        f"a linear controller reads obs_mode 'zh', 'z' or 'zch', got {obs_mode!r} (pixels need a "
+        "CNN policy, e.g. dreamgym sb3)"
     )
 
 
@@ -74,9 +94,17 @@ def n_params(obs_dim: int, action_space: gym.Space) -> int:
 
 
 class ActionHead:
-    """Raw linear outputs (..., out) → actions in the space (see the module docstring's map)."""
+    """Raw linear outputs (..., out) → actions in the space (see the module docstring's heads)."""
 
-    def __init__(self, action_space: gym.Space, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        action_space: gym.Space,
+        device: torch.device | str = "cpu",
+        mapping: str = DEFAULT_ACTION_HEAD,
+    ) -> None:
+        if mapping not in ACTION_HEADS:
+            raise ValueError(f"action head must be one of {ACTION_HEADS}, got {mapping!r}")
+        self.mapping = mapping
         self.space = action_space
         self.out_dim = action_output_dim(action_space)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -97,12 +125,29 @@ class ActionHead:
             self.scale = torch.as_tensor(scale, dtype=torch.float32, device=self.device)
             self.bounded = torch.as_tensor(bounded, device=self.device)
             self.all_bounded = bool(bounded.all())
+            # "paper": dims whose low is 0 map clip(tanh x, 0, 1) onto [0, high]
+            clip = bounded & (low == 0.0) if self.mapping == "paper" else np.zeros_like(bounded)
+            self.clip = torch.as_tensor(clip, device=self.device) if clip.any() else None
+            if self.clip is not None:  # a = clip_low + clip_scale · t, t = tanh x (clipped)
+                f32 = {"dtype": torch.float32, "device": self.device}
+                self.clip_low = torch.as_tensor(np.where(clip, low, center), **f32)
+                self.clip_scale = torch.as_tensor(np.where(clip, high - low, scale), **f32)
         return self
+
+    @property
+    def action_map(self) -> str:
+        """The formula, as the sidecar records it."""
+        return "argmax" if self.discrete else _ACTION_MAPS[self.mapping]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.discrete:
             return torch.argmax(x, dim=-1) + self.start
-        squashed = torch.addcmul(self.center, self.scale, torch.tanh(x))
+        if self.clip is not None:
+            t = torch.tanh(x)
+            t = torch.where(self.clip, t.clamp(min=0.0), t)
+            squashed = torch.addcmul(self.clip_low, self.clip_scale, t)
+        else:
+            squashed = torch.addcmul(self.center, self.scale, torch.tanh(x))
         return squashed if self.all_bounded else torch.where(self.bounded, squashed, x)
 
 
@@ -112,6 +157,7 @@ class LinearController:
     `LinearController(world, obs_mode="zh")` sizes itself from a world;
     `LinearController(obs_dim, action_space)` from plain sizes. Parameters start at zero (the
     CMA-ES mean's starting point); the flat layout is W row-major (out × obs_dim), then b.
+    `action_head`: "paper" for new controllers; a loaded file keeps its own (see `ACTION_HEADS`).
     """
 
     def __init__(
@@ -121,6 +167,7 @@ class LinearController:
         obs_mode: str = "zh",
         params: np.ndarray | torch.Tensor | None = None,
         metadata: dict[str, Any] | None = None,
+        action_head: str = DEFAULT_ACTION_HEAD,
     ) -> None:
         if isinstance(world_or_obs_dim, World):
             world = world_or_obs_dim
@@ -138,7 +185,7 @@ class LinearController:
             self.obs_dim = int(world_or_obs_dim)
         self.obs_mode = obs_mode
         self.action_space = action_space
-        self.head = ActionHead(action_space)
+        self.head = ActionHead(action_space, mapping=action_head)
         self.out_dim = self.head.out_dim
         self.W = torch.zeros(self.out_dim, self.obs_dim)
         self.b = torch.zeros(self.out_dim)
@@ -199,9 +246,8 @@ class LinearController:
                 "obs_mode": self.obs_mode,
                 "obs_dim": self.obs_dim,
                 "action_space": action_space_to_dict(self.action_space),
-                "action_map": "argmax"
-                if self.head.discrete
-                else "low + (high - low) * (tanh(x) + 1) / 2",
+                "action_head": self.head.mapping,
+                "action_map": self.head.action_map,
                 "n_params": self.n_params,
                 "weights_file": weights.name,
                 "weights_sha256": sha256_file(weights),
@@ -250,7 +296,12 @@ class LinearController:
                 f"describes, got W {None if W is None else tuple(W.shape)} and b "
                 f"{None if b is None else tuple(b.shape)}"
             )
-        ctrl = cls(obs_dim, space, obs_mode=meta["obs_mode"], metadata=meta)
+        head = meta.get("action_head", LEGACY_ACTION_HEAD)
+        if head not in ACTION_HEADS:
+            raise ValueError(
+                f"{meta_path} has action_head {head!r}; this dreamgym knows {ACTION_HEADS}"
+            )
+        ctrl = cls(obs_dim, space, obs_mode=meta["obs_mode"], metadata=meta, action_head=head)
         ctrl.W, ctrl.b = W.float().contiguous(), b.float().contiguous()
         ctrl.path = weights
         if world is not None:
@@ -299,9 +350,10 @@ class PopulationController:
         action_space: gym.Space,
         params: np.ndarray | torch.Tensor,
         device: torch.device | str = "cpu",
+        action_head: str = DEFAULT_ACTION_HEAD,
     ) -> None:
         self.obs_dim = int(obs_dim)
-        self.head = ActionHead(action_space, device)
+        self.head = ActionHead(action_space, device, mapping=action_head)
         self.out_dim = self.head.out_dim
         p = torch.as_tensor(np.asarray(params, dtype=np.float32), device=device)
         if p.ndim != 2 or p.shape[1] != n_params(self.obs_dim, action_space):
