@@ -59,6 +59,12 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "gap",
         "dream vs real returns of one policy: table, CSV, JSON, plot",
     ),
+    "diagnose": (
+        "dreamgym.evaluation.diagnose",
+        "DiagnoseConfig",
+        "diagnose",
+        "is the world faithful? fixed policies dream vs real, M teacher-forced on real episodes",
+    ),
     "demo": ("dreamgym.demo", "DemoConfig", "demo", "the main job on the bundled worlds"),
     "play": ("dreamgym.play", "PlayConfig", "play", "drive inside the dream with the keyboard"),
 }

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dreamgym.policies import Policy, RandomPolicy, load_policy
+from dreamgym.policies.fixed import is_fixed_spec
 from dreamgym.utils.threads import set_worker_threads, torch_threads
 from dreamgym.world import World, resolve_world_path
 from dreamgym.wrappers import make_real
@@ -152,7 +153,7 @@ def _real_in_workers(
 
 def _portable_spec(spec: str) -> str:
     """Absolute path for file specs, so a worker with another cwd finds them."""
-    if spec in ("random", "bundled"):
+    if spec in ("random", "bundled") or is_fixed_spec(spec):
         return spec
     return str(Path(spec).expanduser().resolve())
 

@@ -6,12 +6,15 @@
   `PopulationController`, `ControllerPolicy`, and the controller a world bundle ships).
 - `sb3_agent`: stable-baselines3 agents on disk (`save_agent`, `load_sb3_policy`, `SB3Policy`).
 - `frames`: policies acting on real frames through V and M (`FramePolicyFactory`, for collect).
+- `fixed`: constant and alternating actions (`constant:A`, `alternate:A/B@K`), the probes of
+  `dreamgym diagnose`.
 - `loading`: `load_policy(spec, world)`, the spec parser every `--policy` option goes through.
 """
 
 from __future__ import annotations
 
 from dreamgym.policies.base import Policy
+from dreamgym.policies.fixed import AlternatingPolicy, ConstantPolicy, fixed_policy, is_fixed_spec
 from dreamgym.policies.frames import FramePolicyFactory
 from dreamgym.policies.linear import (
     ActionHead,
@@ -29,6 +32,8 @@ from dreamgym.policies.sb3_agent import SB3Policy, load_sb3_policy, save_agent
 __all__ = [
     "POLICY_SPECS_HELP",
     "ActionHead",
+    "AlternatingPolicy",
+    "ConstantPolicy",
     "ControllerPolicy",
     "FramePolicyFactory",
     "LinearController",
@@ -39,6 +44,8 @@ __all__ = [
     "bundle_controller",
     "check_policy_fits",
     "controller_paths",
+    "fixed_policy",
+    "is_fixed_spec",
     "load_bundled_controller",
     "load_policy",
     "load_sb3_policy",

@@ -1,7 +1,8 @@
 """Policies from spec strings, checked against the world they will act in.
 
 `load_policy(spec, world)`: "random", "bundled" (the controller a world ships), a controller
-file (`dreamgym controller`), or an SB3 agent (`dreamgym sb3`). Every command that takes
+file (`dreamgym controller`), an SB3 agent (`dreamgym sb3`), or a fixed policy
+(`constant:A`, `alternate:A/B@K`; `dreamgym.policies.fixed`). Every command that takes
 `--policy` goes through here, and so do worker processes, which rebuild a policy from its spec.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from dreamgym.envs.dream import OBS_MODES, observation_space_for
 from dreamgym.policies.base import Policy
+from dreamgym.policies.fixed import FIXED_SPECS_HELP, fixed_policy, is_fixed_spec
 from dreamgym.policies.linear import (
     CONTROLLER_FORMAT,
     CONTROLLER_WEIGHTS,
@@ -29,7 +31,8 @@ from dreamgym.policies.sb3_agent import load_sb3_policy
 from dreamgym.world import World
 
 POLICY_SPECS_HELP = (
-    "random | bundled | a controller (directory, .safetensors or .json) | an SB3 agent (.zip)"
+    "random | bundled | a controller (directory, .safetensors or .json) | an SB3 agent (.zip) | "
+    + FIXED_SPECS_HELP
 )
 
 
@@ -38,7 +41,8 @@ def load_policy(spec: str, world: World | str | os.PathLike, seed: int | None = 
 
     `spec`: "random" (uniform actions, seeded with `seed`), "bundled" (the controller shipped in
     the world bundle), a controller (its directory, `.safetensors` or `.json`), or an SB3 agent
-    (`AGENT.zip`, `AGENT.json` or `AGENT`). The returned object carries `spec`, so worker
+    (`AGENT.zip`, `AGENT.json` or `AGENT`), or a fixed policy (`constant:0`, `constant:0,1,0`,
+    `alternate:1,2@10`; see `dreamgym.policies.fixed`). The returned object carries `spec`, so worker
     processes can rebuild it.
     """
     if not isinstance(world, World):
@@ -48,6 +52,8 @@ def load_policy(spec: str, world: World | str | os.PathLike, seed: int | None = 
         policy = RandomPolicy(world.action_space, seed=seed, obs_mode="zh")
     elif spec == "bundled":
         policy = ControllerPolicy(load_bundled_controller(world))
+    elif is_fixed_spec(spec):
+        policy = fixed_policy(spec, world)
     else:
         kind, path = _policy_file(spec)
         if kind == "controller":

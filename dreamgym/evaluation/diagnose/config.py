@@ -1,0 +1,94 @@
+"""Options of `dreamgym diagnose` (one `--kebab-case` flag per field)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES
+from dreamgym.policies import POLICY_SPECS_HELP
+from dreamgym.policies.fixed import DEFAULT_ALTERNATE_EVERY
+
+RELATIVE_TOLERANCE = 0.15
+"""A dream mean within ±15% of the real mean is faithful ..."""
+ABSOLUTE_TOLERANCE = 30.0
+"""... and so is one within ±30 of it (what counts near a real mean of zero)."""
+
+
+@dataclass
+class DiagnoseConfig:
+    """Options of `dreamgym diagnose`; see `dreamgym.evaluation.diagnose.diagnose`."""
+
+    world: str = field(metadata={"help": "world: a bundled name or a bundle directory"})
+    policy: list[str] | None = field(
+        default=None,
+        metadata={"help": f"more policies for the suite (one or more): {POLICY_SPECS_HELP}"},
+    )
+    episodes: int = field(
+        default=16, metadata={"help": "episodes per policy, in the dream and in reality each"}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "seed of everything (real episode i uses seed + i)"}
+    )
+    workers: int | None = field(
+        default=None, metadata={"help": "real-env worker processes (default: CPU count)"}
+    )
+    temperature: float | None = field(
+        default=None, metadata={"help": "dream temperature τ (default: the world's)"}
+    )
+    max_steps: int | None = field(
+        default=None, metadata={"help": "episode cap in both (default: the world's / env's limit)"}
+    )
+    device: str = field(
+        default="auto", metadata={"help": "device of the dream and of V/M: auto, cpu or cuda"}
+    )
+    rel_tol: float = field(
+        default=RELATIVE_TOLERANCE,
+        metadata={
+            "help": "flag a policy whose dream mean is off the real mean by more than this fraction of |real| ..."
+        },
+    )
+    abs_tol: float = field(
+        default=ABSOLUTE_TOLERANCE,
+        metadata={"help": "... and by more than this much (returns near zero)"},
+    )
+    alternate_every: int = field(
+        default=DEFAULT_ALTERNATE_EVERY,
+        metadata={"help": "steps the suite's alternating policy holds each action"},
+    )
+    data: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "teacher forcing on these datasets' held-out episodes (the world's "
+            "val_indices where recorded); default: fresh real episodes of the exploration policy"
+        },
+    )
+    teacher_episodes: int | None = field(
+        default=None, metadata={"help": "real episodes to teacher-force M on (default: --episodes)"}
+    )
+    out: str | None = field(
+        default=None,
+        metadata={"help": "directory for diagnose.json and the figures (default: diagnose/WORLD)"},
+    )
+    json: bool = field(
+        default=False, metadata={"help": "print the JSON report instead of the table"}
+    )
+    suite: bool = field(default=True, metadata={"help": "run the fixed-policy suite"})
+    teacher: bool = field(default=True, metadata={"help": "teacher-force M along real episodes"})
+    figures: bool = field(default=True, metadata={"help": "write the figures (PNG)"})
+    resamples: int = field(default=BOOTSTRAP_RESAMPLES, metadata={"help": "bootstrap resamples"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars (real episodes)"})
+
+    def check(self) -> None:
+        """Refuse bad options before anything runs."""
+        if int(self.episodes) < 1:
+            raise ValueError(f"--episodes must be ≥ 1, got {self.episodes}")
+        if self.teacher_episodes is not None and int(self.teacher_episodes) < 1:
+            raise ValueError(f"--teacher-episodes must be ≥ 1, got {self.teacher_episodes}")
+        if self.rel_tol < 0 or self.abs_tol < 0:
+            raise ValueError(
+                f"--rel-tol and --abs-tol must be ≥ 0, got {self.rel_tol} and {self.abs_tol}"
+            )
+        if self.max_steps is not None and int(self.max_steps) < 1:
+            raise ValueError(f"--max-steps must be ≥ 1, got {self.max_steps}")
+        if not (self.suite or self.teacher):
+            raise ValueError("--no-suite and --no-teacher leave nothing to diagnose; drop one")
