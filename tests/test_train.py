@@ -308,11 +308,16 @@ def test_cli_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None
         assert "--" + f.name.replace("_", "-") in text
 
 
-def test_cli_error_for_other_bundle(car_data: Path, tmp_path: Path) -> None:
+def test_cli_error_for_other_bundle(
+    car_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "w"
     out.mkdir()
     (out / "config.json").write_text("{}")
     assert cli_main(["train", "--data", str(car_data), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dreamgym train: error: {out} already holds a world bundle")
+    assert "\n" not in err  # one line, no traceback
 
 
 def test_iterative_training_on_two_datasets_keeps_v(
