@@ -29,6 +29,8 @@ from dreamgym.utils.threads import set_worker_threads
 
 WORKERS_LOCK_NAME = ".collect-workers.lock"
 """Held (shared) by worker processes: a resumed collection waits until orphaned workers exit."""
+WORKER_EXIT_S = 10.0
+"""How long a finished collection waits for each worker to close its env and exit by itself."""
 
 
 def _worker(spec: RolloutSpec, out: str, tasks: Any, results: Any) -> None:
@@ -129,6 +131,9 @@ def run_workers(
             remaining.discard(index)
             finished(payload)
     finally:
+        if not remaining:  # every worker has its stop sentinel: let it close its env and exit
+            for p in procs:  # (a terminated worker leaves e.g. ViZDoom's game process behind)
+                p.join(timeout=WORKER_EXIT_S)
         for p in procs:
             if p.is_alive():
                 p.terminate()
