@@ -4,6 +4,8 @@ Every long job's options live in a dataclass next to the code that runs it (`Tra
 training/config.py, `ControllerConfig` in training/cmaes.py, ...). Each field's `metadata["help"]` is its
 one-line doc; this module turns the fields into `--kebab-case` options, so the CLI and the
 library can never disagree. Heavy modules (torch) are imported only by the sub-command that runs.
+A field with `metadata["const"]` is a flag with an optional value (`--ray` alone means const,
+`--ray ADDRESS` the address, no flag the field's default); `metadata["metavar"]` names its value.
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["nargs"] = "+"
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
+        if "metavar" in f.metadata:
+            kwargs["metavar"] = f.metadata["metavar"]
+        if "const" in f.metadata:  # `--flag` alone gives const, `--flag VALUE` the value
+            kwargs.update(nargs="?", const=f.metadata["const"])
+            kwargs["help"] = f"{help_text} (alone: {f.metadata['const']})"
         if f.metadata.get("choice_flags"):
             # `--mode real` and its shorthand `--real`: one flag per choice, at most one given.
             group = parser.add_mutually_exclusive_group()

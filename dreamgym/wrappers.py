@@ -260,10 +260,17 @@ class LatentTracker:
         return encode_actions_tensor(t, self._space, self._low, self._high)
 
 
+def _bare_id(env_id: str) -> str:
+    """The env id without Gymnasium's `module:` prefix."""
+    return env_id.split(":", 1)[-1]
+
+
 def _check_env_fits_world(env: gym.Env, world: World, check_env_id: bool) -> None:
     """Fail early, naming both sides, when a world is wrapped around an env it does not model."""
     spec = getattr(env, "spec", None)
-    if check_env_id and spec is not None and spec.id != world.env_id:
+    # `gym.make("pkg.module:Env-v0")` imports pkg.module, then makes Env-v0: its spec.id has no
+    # module prefix, while a world learned from that id records it with the prefix.
+    if check_env_id and spec is not None and _bare_id(spec.id) != _bare_id(world.env_id):
         raise WorldModelMismatchError(
             f"world {world.name!r} was learned from {world.env_id}, but the env is {spec.id}; "
             f"wrap a {world.env_id} env (dreamgym.wrappers.make_real(world)), or pass "

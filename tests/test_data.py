@@ -300,3 +300,44 @@ def test_collect_with_a_controller_file_tracks_z_and_h(tmp_path: Path) -> None:
         expected = policy.act(tracker.observation("zh")[None])[0]
         np.testing.assert_allclose(action, expected, atol=1e-5)
         tracker.advance(tracker.encode_action(expected))
+
+
+# --- worker errors and Ray, without Ray --------------------------------------------------------
+def test_worker_that_cannot_make_the_env_raises_its_own_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import dreamgym_test_envs as envs
+
+    from dreamgym.cli import main
+    from dreamgym.runners import WorkerSetupError
+
+    os.environ[envs.DRIVER_PID_VAR] = str(os.getpid())  # this process can make it, workers not
+    env_id = "dreamgym_test_envs:DriverOnly-v0"
+    with pytest.raises(WorkerSetupError, match="collect worker process dreamgym-collect-") as e:
+        collect(env_id, 2, tmp_path / "d", workers=2, progress=False)
+    assert envs.MISSING_MESSAGE in str(e.value) and "Traceback" not in str(e.value)
+    args = ["collect", "--env", env_id, "--episodes", "2", "--out", str(tmp_path / "c")]
+    assert main([*args, "--workers", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and envs.MISSING_MESSAGE in err[0], err
+
+
+def test_base_install_never_imports_ray(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
+        "import dreamgym, dreamgym.data, dreamgym.evaluation, dreamgym.cli\n"
+        "dreamgym.cli.build_parser()\n"
+        f"dreamgym.data.collect('{DOOM}', 1, {str(tmp_path / 'd')!r}, workers=1, max_steps=3,"
+        " progress=False)\n"
+        "from dreamgym.runners import RayNotInstalledError\n"
+        "try:\n"
+        f"    dreamgym.data.collect('{DOOM}', 2, {str(tmp_path / 'd')!r}, ray_address='local',"
+        " max_steps=3, progress=False)\n"
+        "except RayNotInstalledError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 'pip install "dreamgym[ray]"' in out.stdout
+    with pytest.raises(ValueError, match="not a Ray address"):
+        collect(DOOM, 1, tmp_path / "x", ray_address="no address", progress=False)

@@ -211,3 +211,52 @@ def test_cli_evaluate_json(capsys: pytest.CaptureFixture[str], discrete_world_di
     assert result["returns"] == pytest.approx(expected.tolist())
     assert cli_main([*args, "--dream", "--policy", "nowhere"]) == 2
     assert "no policy file is there" in capsys.readouterr().err
+
+
+def _module_prefixed_world(tmp_path: Path, env: str) -> Path:
+    """A tiny world learned (so its config says) from `dreamgym_test_envs:<env>`."""
+    import gymnasium as gym
+
+    from dreamgym.models.mdnrnn import MDNRNNConfig
+    from dreamgym.models.vae import VAEConfig
+    from dreamgym.preprocessing import FramePreprocessing
+
+    world = World.build(
+        f"dreamgym_test_envs:{env}",
+        gym.spaces.Discrete(3),
+        FramePreprocessing(),
+        vae_config=VAEConfig(latent_dim=4),
+        rnn_config=MDNRNNConfig(latent_dim=4, action_dim=3, hidden_dim=8, n_mixtures=2),
+        initial_frames=np.zeros((2, 64, 64, 3), np.uint8),
+        name="prefixed",
+    )
+    return world.save(tmp_path / env)
+
+
+def test_world_of_a_module_prefixed_env_evaluates_in_reality(tmp_path: Path) -> None:
+    world_dir = _module_prefixed_world(tmp_path, "TestImage-v0")
+    kw = dict(episodes=3, seed=2, progress=False)
+    alone = evaluate_real(str(world_dir), "random", workers=1, **kw)  # type: ignore[arg-type]
+    parallel = evaluate_real(str(world_dir), "random", workers=2, **kw)  # type: ignore[arg-type]
+    np.testing.assert_allclose(alone, parallel)
+    assert alone.shape == (3,) and np.all(alone > 0)  # reward = action, 12 steps
+
+
+def test_real_worker_setup_error_is_the_one_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import os
+
+    import dreamgym_test_envs as envs
+
+    from dreamgym.runners import WorkerSetupError
+
+    os.environ[envs.DRIVER_PID_VAR] = str(os.getpid())  # workers cannot make the env
+    world_dir = _module_prefixed_world(tmp_path, "DriverOnly-v0")
+    with pytest.raises(WorkerSetupError, match="real-env worker process") as e:
+        evaluate_real(str(world_dir), "random", episodes=2, seed=0, workers=2, progress=False)
+    assert envs.MISSING_MESSAGE in str(e.value)
+    args = ["evaluate", "--world", str(world_dir), "--policy", "random", "--real"]
+    assert cli_main([*args, "--episodes", "2", "--workers", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and envs.MISSING_MESSAGE in err[0], err

@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dreamgym"
 # Lowest first; a module may import only from its own layer or the layers before it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("utils",),
+    ("runners",),  # the Ray backend: episodes as tasks; knows nothing of worlds or policies
     ("spaces", "preprocessing", "rendering"),
     ("models",),
     ("envs.real",),  # a leaf (gymnasium only) that world.py uses to check envs

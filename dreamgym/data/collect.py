@@ -4,6 +4,9 @@ Shards and the manifest are written atomically (temporary file, fsync, `os.repla
 after every finished episode; re-running the same `collect` therefore resumes: finished episodes
 are kept, a shard written just before a crash is verified and adopted, stray temporary files are
 deleted, and at most the episodes in flight are computed again.
+
+With `ray_address` (`--ray [ADDRESS]`) each episode is a Ray task that returns its shard bytes;
+this process writes them, so a dataset made on a cluster is the same as one made here.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ from dreamgym.data.shards import (
     shard_entry,
     write_shard,
 )
-from dreamgym.data.workers import WORKERS_LOCK_NAME, run_workers
+from dreamgym.data.workers import WORKERS_LOCK_NAME, CollectJob, run_workers
 from dreamgym.envs.real import make_real_env, real_max_episode_steps
 from dreamgym.preprocessing import FramePreprocessing, preprocessing_for
+from dreamgym.runners import LOCAL, check_ray_address, run_on_ray
 from dreamgym.spaces import action_space_to_dict
-from dreamgym.utils.files import TMP_SUFFIX, sha256_file
+from dreamgym.utils.files import TMP_SUFFIX, atomic_write_bytes, sha256_bytes, sha256_file
 from dreamgym.utils.locks import file_lock
 
 LOCK_NAME = ".collect.lock"
@@ -97,6 +101,15 @@ class CollectConfig:
         default=None, metadata={"help": "truncate episodes after this many steps"}
     )
     seed: int = field(default=0, metadata={"help": "episode i resets the env with seed + i"})
+    ray: str | None = field(
+        default=None,
+        metadata={
+            "help": "run episodes as Ray tasks: --ray alone starts or joins a local Ray, --ray auto "
+            'or --ray HOST:PORT joins a cluster (pip install "dreamgym[ray]")',
+            "const": LOCAL,
+            "metavar": "ADDRESS",
+        },
+    )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
@@ -146,6 +159,7 @@ def collect_from_config(config: CollectConfig) -> CollectResult:
         max_steps=config.max_steps,
         seed=config.seed,
         progress=config.progress,
+        ray_address=config.ray,
     )
 
 
@@ -158,6 +172,7 @@ def collect(
     max_steps: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    ray_address: str | None = None,
 ) -> CollectResult:
     """Roll out `episodes` episodes of the real env `env_id` into the dataset directory `out`.
 
@@ -173,13 +188,16 @@ def collect(
     - `max_steps`: truncate episodes after this many steps (default: the env's own limit; the
       paper's 2,100 for VizdoomTakeCover-v1).
     - `seed`: episode `i` resets the env with `seed + i`; its policy is seeded from (seed, i).
+    - `ray_address`: run each episode as a Ray task instead ("local", "auto" or "HOST:PORT", see
+      `dreamgym.runners.ray_backend`); `workers` then caps the episodes in flight.
 
     Re-running resumes (see `dreamgym.data`); a larger `episodes` adds episodes. An `out`
     collected with another env, preprocessing, policy, seed or max_steps raises
     DatasetMismatchError and is left untouched; one another `collect` is writing to raises
     FolderBusyError.
     """
-    workers = _check_args(episodes, seed, max_steps, workers)
+    check_ray_address(ray_address)
+    n_workers = _check_args(episodes, seed, max_steps, workers)
     policy = _as_factory(policy)
     header, prep = _dataset_header(env_id, _policy_name(policy), seed, max_steps)
     spec = RolloutSpec(env_id, max_steps, policy, seed, prep)
@@ -199,7 +217,9 @@ def collect(
         manifest = _open_dataset(out_dir, header)
         done = {e["index"] for e in manifest["episodes"]}
         todo = [i for i in range(episodes) if i not in done]
-        result = _collect_todo(spec, out_dir, manifest, todo, workers, progress)
+        # Ray schedules by its CPUs: there --workers only caps the episodes in flight
+        in_flight = workers if ray_address is not None else n_workers
+        result = _collect_todo(spec, out_dir, manifest, todo, in_flight, progress, ray_address)
     result.total_episodes = len(manifest["episodes"])
     result.out = str(out_dir)
     return result
@@ -317,10 +337,12 @@ def _collect_todo(
     out: Path,
     manifest: dict[str, Any],
     todo: list[int],
-    workers: int,
+    workers: int | None,
     progress: bool,
+    ray_address: str | None = None,
 ) -> CollectResult:
-    """Compute the episodes `todo`, in this process or in workers, adding each to the manifest."""
+    """Compute the episodes `todo` (in this process, in workers or on Ray), adding each to the
+    manifest. With `ray_address`, `workers` caps the episodes in flight (None: Ray's default)."""
     start = time.perf_counter()
     total = len(manifest["episodes"]) + len(todo)
     bar = tqdm(
@@ -347,7 +369,9 @@ def _collect_todo(
     try:
         if not todo:
             pass
-        elif workers == 1 or len(todo) == 1:
+        elif ray_address is not None:
+            _collect_on_ray(spec, out, todo, ray_address, workers, finished)
+        elif workers is None or workers == 1 or len(todo) == 1:
             _collect_in_process(spec, out, todo, finished)
         else:
             run_workers(spec, out, todo, min(workers, len(todo)), finished)
@@ -375,3 +399,27 @@ def _collect_in_process(
             finished(write_shard(out, index, arrays))
     finally:
         env.close()
+
+
+def _collect_on_ray(
+    spec: RolloutSpec,
+    out: Path,
+    todo: list[int],
+    address: str,
+    in_flight: int | None,
+    finished: Callable[[dict[str, Any]], None],
+) -> None:
+    """Episodes as Ray tasks; each returns its shard bytes, written here exactly as locally."""
+    done: set[int] = set()
+
+    def landed(index: int, result: tuple[bytes, dict[str, Any]]) -> None:
+        data, entry = result
+        if index in done:  # a retried task cannot land twice, but a dataset must never say so
+            return
+        if sha256_bytes(data) != entry["sha256"]:
+            raise CorruptShardError(f"episode {index} arrived from Ray damaged (sha256 mismatch)")
+        atomic_write_bytes(out / entry["file"], data)
+        done.add(index)
+        finished(entry)
+
+    run_on_ray(address, CollectJob(spec), todo, landed, workers=in_flight)

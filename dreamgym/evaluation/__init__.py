@@ -5,7 +5,8 @@
 - `dream.evaluate_dream`: N dream episodes as ONE batched `DreamVectorEnv` (each env's first
   episode is one sample).
 - `real.evaluate_real`: N real episodes seen through V and M (`wrappers.WorldModelObservation`),
-  in parallel worker processes that load the world and the policy themselves from their paths.
+  in parallel worker processes that load the world and the policy themselves from their paths,
+  or as Ray tasks (`ray_address=`, `--ray [ADDRESS]`; see `dreamgym.runners`).
 - `stats`: seeded bootstrap confidence intervals and summaries.
 - `jobs`: `dreamgym evaluate` (`EvaluateConfig`, `evaluate_from_config`).
 - `gap`: the same policy in both, with bootstrap confidence intervals, a table, CSV/JSON and a

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dreamgym.evaluation.jobs import returns_in
+from dreamgym.evaluation.jobs import RAY_FIELD, returns_in
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES, summarize
 from dreamgym.policies import POLICY_SPECS_HELP, load_policy
 from dreamgym.utils.files import atomic_write_bytes, atomic_write_json
@@ -51,6 +51,7 @@ class GapConfig:
     workers: int | None = field(
         default=None, metadata={"help": "real-env worker processes (default: CPU count)"}
     )
+    ray: str | None = field(default=None, metadata=RAY_FIELD)
     device: str = field(default="auto", metadata={"help": "device of the dream: auto, cpu or cuda"})
     resamples: int = field(default=BOOTSTRAP_RESAMPLES, metadata={"help": "bootstrap resamples"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar (real episodes)"})

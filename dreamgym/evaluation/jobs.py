@@ -11,9 +11,17 @@ from dreamgym.evaluation.dream import evaluate_dream
 from dreamgym.evaluation.real import evaluate_real
 from dreamgym.evaluation.stats import summarize
 from dreamgym.policies import POLICY_SPECS_HELP, Policy, load_policy
+from dreamgym.runners import LOCAL
 from dreamgym.world import World
 
 MODES = ("dream", "real")
+RAY_FIELD = {
+    "help": "run the real episodes as Ray tasks: --ray alone starts or joins a local Ray, "
+    '--ray auto or --ray HOST:PORT joins a cluster (pip install "dreamgym[ray]")',
+    "const": LOCAL,
+    "metavar": "ADDRESS",
+}
+"""The `--ray [ADDRESS]` option of the jobs that run real episodes (evaluate, gap, diagnose)."""
 
 
 @dataclass
@@ -42,6 +50,7 @@ class EvaluateConfig:
     workers: int | None = field(
         default=None, metadata={"help": "real-env worker processes (default: CPU count)"}
     )
+    ray: str | None = field(default=None, metadata=RAY_FIELD)
     device: str = field(default="auto", metadata={"help": "device of the dream: auto, cpu or cuda"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar (real episodes)"})
 
@@ -58,13 +67,22 @@ def returns_in(
         return evaluate_dream(
             world, policy, temperature=config.temperature, device=config.device, **common
         )
-    return evaluate_real(world, policy, workers=config.workers, progress=progress, **common)
+    return evaluate_real(
+        world,
+        policy,
+        workers=config.workers,
+        progress=progress,
+        ray_address=getattr(config, "ray", None),
+        **common,
+    )
 
 
 def evaluate_from_config(config: EvaluateConfig) -> dict[str, Any]:
     """Run `dreamgym evaluate`: the returns and their summary, as a dict (printed by the command)."""
     if config.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+    if config.ray is not None and config.mode != "real":
+        raise ValueError("--ray runs real episodes: use it with --real (the dream is one batch)")
     world = World.load(config.world)
     returns = returns_in(
         config.mode, world, config.policy, config, progress=config.progress and not config.json

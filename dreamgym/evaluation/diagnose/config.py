@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dreamgym.evaluation.jobs import RAY_FIELD
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES
 from dreamgym.policies import POLICY_SPECS_HELP
 from dreamgym.policies.fixed import DEFAULT_ALTERNATE_EVERY
@@ -32,6 +33,7 @@ class DiagnoseConfig:
     workers: int | None = field(
         default=None, metadata={"help": "real-env worker processes (default: CPU count)"}
     )
+    ray: str | None = field(default=None, metadata=RAY_FIELD)
     temperature: float | None = field(
         default=None, metadata={"help": "dream temperature τ (default: the world's)"}
     )

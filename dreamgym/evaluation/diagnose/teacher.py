@@ -187,6 +187,7 @@ def fresh_episodes(
             max_steps=config.max_steps,
             seed=seed,
             progress=progress,
+            ray_address=getattr(config, "ray", None),
         )
         manifest = load_manifest(tmp)
         _check_dataset(world, manifest, "the fresh episodes")
