@@ -28,6 +28,7 @@ from dreamgym.evaluation import (
 from dreamgym.policies import load_bundled_controller, load_policy
 from dreamgym.training.cmaes import ControllerConfig, train_controller
 from dreamgym.utils.files import atomic_write_bytes, atomic_write_json
+from dreamgym.utils.options import option
 from dreamgym.utils.threads import torch_threads
 from dreamgym.world import World, WorldLoadError
 from dreamgym.wrappers import make_real
@@ -40,27 +41,19 @@ VIDEO_SCALE = 4
 class DemoConfig:
     """Options of `dreamgym demo`."""
 
-    out: str = field(
-        default="dreamgym-demo", metadata={"help": "output folder (video, plots, tables)"}
-    )
+    out: str = option("dreamgym-demo", "output folder (video, plots, tables)")
     worlds: str = field(
         default="carracing,doom_takecover",
         metadata={"help": "comma-separated bundled world names (or directories) to demo"},
     )
-    generations: int = field(
-        default=8, metadata={"help": "CMA-ES generations of the fresh controller"}
-    )
-    popsize: int = field(default=32, metadata={"help": "CMA-ES population size"})
-    rollouts: int = field(default=4, metadata={"help": "dream rollouts per candidate"})
-    episodes: int = field(
-        default=4, metadata={"help": "episodes per policy in the dream and in reality"}
-    )
-    video_steps: int = field(default=300, metadata={"help": "steps in the real | dream video"})
-    seed: int = field(default=0, metadata={"help": "seed of training and evaluation"})
-    workers: int | None = field(
-        default=None, metadata={"help": "real-env worker processes (default: CPU count)"}
-    )
-    device: str = field(default="auto", metadata={"help": "device of the dream: auto, cpu or cuda"})
+    generations: int = option(8, "CMA-ES generations of the fresh controller")
+    popsize: int = option(32, "CMA-ES population size")
+    rollouts: int = option(4, "dream rollouts per candidate")
+    episodes: int = option(4, "episodes per policy in the dream and in reality")
+    video_steps: int = option(300, "steps in the real | dream video")
+    seed: int = option(0, "seed of training and evaluation")
+    workers: int | None = option(None, "real-env worker processes (default: CPU count)")
+    device: str = option("auto", "device of the dream: auto, cpu or cuda")
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:

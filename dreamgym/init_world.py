@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dreamgym.envs.real import make_real_env
 from dreamgym.models.mdnrnn import MDNRNNConfig
 from dreamgym.models.vae import VAEConfig
 from dreamgym.spaces import action_input_dim
+from dreamgym.utils.options import option
 from dreamgym.world import CONFIG_FILE, World
 
 
@@ -16,20 +17,14 @@ from dreamgym.world import CONFIG_FILE, World
 class InitConfig:
     """Options of `dreamgym init`."""
 
-    env: str = field(
-        metadata={"help": "real Gymnasium env id, e.g. CarRacing-v3 or VizdoomTakeCover-v1"}
-    )
-    out: str = field(metadata={"help": "directory to write the world bundle into"})
-    latent: int = field(default=32, metadata={"help": "size of V's latent z"})
-    hidden: int = field(default=256, metadata={"help": "M's LSTM units"})
-    mixtures: int = field(default=5, metadata={"help": "Gaussians in M's mixture"})
-    initial_resets: int = field(
-        default=8, metadata={"help": "real resets whose first frames seed the latent bank"}
-    )
-    seed: int = field(
-        default=0, metadata={"help": "seed for the random weights and the real resets"}
-    )
-    force: bool = field(default=False, metadata={"help": "overwrite an existing bundle in --out"})
+    env: str = option(help="real Gymnasium env id, e.g. CarRacing-v3 or VizdoomTakeCover-v1")
+    out: str = option(help="directory to write the world bundle into")
+    latent: int = option(32, "size of V's latent z")
+    hidden: int = option(256, "M's LSTM units")
+    mixtures: int = option(5, "Gaussians in M's mixture")
+    initial_resets: int = option(8, "real resets whose first frames seed the latent bank")
+    seed: int = option(0, "seed for the random weights and the real resets")
+    force: bool = option(False, "overwrite an existing bundle in --out")
 
 
 def init_world(config: InitConfig) -> Path:

@@ -16,6 +16,7 @@ import numpy as np
 
 from dreamgym.envs.single import DreamEnv
 from dreamgym.rendering import _pygame
+from dreamgym.utils.options import option
 
 TEMPERATURE_STEP = 0.05
 BRAKE = 0.8  # as in gymnasium's car_racing.py play: 1.0 would lock the wheels
@@ -25,17 +26,13 @@ BRAKE = 0.8  # as in gymnasium's car_racing.py play: 1.0 would lock the wheels
 class PlayConfig:
     """Options of `dreamgym play`."""
 
-    world: str = field(
-        metadata={"help": "bundled world name (carracing, doom_takecover) or a world directory"}
+    world: str = option(help="bundled world name (carracing, doom_takecover) or a world directory")
+    temperature: float | None = option(
+        None, "initial sampling temperature τ (default: the world's)"
     )
-    temperature: float | None = field(
-        default=None, metadata={"help": "initial sampling temperature τ (default: the world's)"}
-    )
-    fps: int = field(default=30, metadata={"help": "dream steps per second"})
-    seed: int | None = field(default=None, metadata={"help": "seed of the first episode"})
-    max_episodes: int = field(
-        default=0, metadata={"help": "stop after this many episodes (0: until Esc)"}
-    )
+    fps: int = option(30, "dream steps per second")
+    seed: int | None = option(None, "seed of the first episode")
+    max_episodes: int = option(0, "stop after this many episodes (0: until Esc)")
 
 
 @dataclass

@@ -39,21 +39,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     out = Path(args.out)
+    # What the controller's dream and the gap's two runs share: the world, τ, the cap, the seed.
+    shared = {k: getattr(args, k) for k in ("world", "temperature", "max_steps", "seed")}
 
     # 1. CMA-ES in the dream: a whole generation (popsize × rollouts) is one batched dream.
     #    Re-running the same command resumes from the last finished generation.
-    result = train_controller(
-        ControllerConfig(
-            world=args.world,
-            out=str(out / "controller"),
-            generations=args.generations,
-            popsize=args.popsize,
-            rollouts=args.rollouts,
-            temperature=args.temperature,
-            max_steps=args.max_steps,
-            seed=args.seed,
-        )
-    )
+    search = {k: getattr(args, k) for k in ("generations", "popsize", "rollouts")}
+    result = train_controller(ControllerConfig(out=str(out / "controller"), **search, **shared))
     print(
         f"best dream fitness {result.best_fitness:.2f} (generation {result.best_generation}), "
         f"{result.seconds_per_generation:.1f} s per generation"
@@ -61,17 +53,8 @@ def main() -> None:
 
     # 2. The same controller in the dream and in reality, and the random baseline for scale.
     for policy, folder in ((str(result.out), "gap"), ("random", "gap_random")):
-        report = gap(
-            GapConfig(
-                world=args.world,
-                policy=policy,
-                episodes=args.episodes,
-                temperature=args.temperature,
-                max_steps=args.max_steps,
-                seed=args.seed,
-                out=str(out / folder),
-            )
-        )
+        config = GapConfig(policy=policy, episodes=args.episodes, out=str(out / folder), **shared)
+        report = gap(config)
         print(gap_table(report))
 
 

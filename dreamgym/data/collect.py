@@ -46,6 +46,7 @@ from dreamgym.runners import LOCAL, check_ray_address, run_on_ray
 from dreamgym.spaces import action_space_to_dict
 from dreamgym.utils.files import TMP_SUFFIX, atomic_write_bytes, sha256_bytes, sha256_file
 from dreamgym.utils.locks import file_lock
+from dreamgym.utils.options import option
 
 LOCK_NAME = ".collect.lock"
 """Held by the collecting process so a second `collect` into the same folder fails cleanly."""
@@ -79,28 +80,21 @@ class CollectResult:
 class CollectConfig:
     """Options of `dreamgym collect` (one `--kebab-case` flag per field); see `collect`."""
 
-    env: str = field(metadata={"help": "real Gymnasium env id, e.g. CarRacing-v3"})
-    episodes: int = field(
-        metadata={"help": "episodes the dataset should hold (re-run with more to add episodes)"}
+    env: str = option(help="real Gymnasium env id, e.g. CarRacing-v3")
+    episodes: int = option(
+        help="episodes the dataset should hold (re-run with more to add episodes)"
     )
-    out: str = field(metadata={"help": "dataset directory (re-running resumes it)"})
-    workers: int | None = field(
-        default=None, metadata={"help": "worker processes (default: CPU count; 1: in-process)"}
-    )
-    policy: str = field(
-        default="random",
-        metadata={"help": "random (temporally correlated random actions) or a policy FILE"},
-    )
+    out: str = option(help="dataset directory (re-running resumes it)")
+    workers: int | None = option(None, "worker processes (default: CPU count; 1: in-process)")
+    policy: str = option("random", "random (temporally correlated random actions) or a policy FILE")
     world: str | None = field(
         default=None,
         metadata={
             "help": "with --policy FILE: the world whose V and M it acts through (default: the one it records)"
         },
     )
-    max_steps: int | None = field(
-        default=None, metadata={"help": "truncate episodes after this many steps"}
-    )
-    seed: int = field(default=0, metadata={"help": "episode i resets the env with seed + i"})
+    max_steps: int | None = option(None, "truncate episodes after this many steps")
+    seed: int = option(0, "episode i resets the env with seed + i")
     ray: str | None = field(
         default=None,
         metadata={
@@ -110,7 +104,7 @@ class CollectConfig:
             "metavar": "ADDRESS",
         },
     )
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    progress: bool = option(True, "show a progress bar")
 
 
 def _frame_policy_factory(spec: str, world: str | None = None) -> PolicyFactory:

@@ -20,6 +20,7 @@ from dreamgym.evaluation.jobs import RAY_FIELD, returns_in
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES, summarize
 from dreamgym.policies import POLICY_SPECS_HELP, load_policy
 from dreamgym.utils.files import atomic_write_bytes, atomic_write_json
+from dreamgym.utils.options import option
 from dreamgym.world import World
 
 GAP_FILES = ("gap.csv", "gap.json", "gap.png")
@@ -29,32 +30,21 @@ GAP_FILES = ("gap.csv", "gap.json", "gap.png")
 class GapConfig:
     """Options of `dreamgym gap`."""
 
-    world: str = field(metadata={"help": "world: a bundled name or a bundle directory"})
+    world: str = option(help="world: a bundled name or a bundle directory")
     policy: str = field(metadata={"help": POLICY_SPECS_HELP})
-    episodes: int = field(
-        default=16, metadata={"help": "episodes in the dream and in reality each"}
+    episodes: int = option(16, "episodes in the dream and in reality each")
+    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
+    out: str | None = option(None, "directory for gap.csv, gap.json and gap.png")
+    seed: int = option(0, "seed of both evaluations and the bootstrap")
+    margin: float = option(
+        0.2, "warn when dream mean − real mean exceeds this fraction of |real mean|"
     )
-    temperature: float | None = field(
-        default=None, metadata={"help": "dream temperature τ (default: the world's)"}
-    )
-    out: str | None = field(
-        default=None, metadata={"help": "directory for gap.csv, gap.json and gap.png"}
-    )
-    seed: int = field(default=0, metadata={"help": "seed of both evaluations and the bootstrap"})
-    margin: float = field(
-        default=0.2,
-        metadata={"help": "warn when dream mean − real mean exceeds this fraction of |real mean|"},
-    )
-    max_steps: int | None = field(
-        default=None, metadata={"help": "episode cap in both (default: the world's / env's limit)"}
-    )
-    workers: int | None = field(
-        default=None, metadata={"help": "real-env worker processes (default: CPU count)"}
-    )
+    max_steps: int | None = option(None, "episode cap in both (default: the world's / env's limit)")
+    workers: int | None = option(None, "real-env worker processes (default: CPU count)")
     ray: str | None = field(default=None, metadata=RAY_FIELD)
-    device: str = field(default="auto", metadata={"help": "device of the dream: auto, cpu or cuda"})
-    resamples: int = field(default=BOOTSTRAP_RESAMPLES, metadata={"help": "bootstrap resamples"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar (real episodes)"})
+    device: str = option("auto", "device of the dream: auto, cpu or cuda")
+    resamples: int = option(BOOTSTRAP_RESAMPLES, "bootstrap resamples")
+    progress: bool = option(True, "show a progress bar (real episodes)")
 
 
 def gap(config: GapConfig) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dreamgym.evaluation.real import evaluate_real
 from dreamgym.evaluation.stats import summarize
 from dreamgym.policies import POLICY_SPECS_HELP, Policy, load_policy
 from dreamgym.runners import LOCAL
+from dreamgym.utils.options import option
 from dreamgym.world import World
 
 MODES = ("dream", "real")
@@ -28,31 +29,23 @@ RAY_FIELD = {
 class EvaluateConfig:
     """Options of `dreamgym evaluate`."""
 
-    world: str = field(metadata={"help": "world: a bundled name or a bundle directory"})
+    world: str = option(help="world: a bundled name or a bundle directory")
     policy: str = field(metadata={"help": POLICY_SPECS_HELP})
-    mode: str = field(
-        default="dream",
-        metadata={
-            "help": "where to run the episodes (also --dream / --real)",
-            "choices": MODES,
-            "choice_flags": True,
-        },
+    mode: str = option(
+        "dream",
+        "where to run the episodes (also --dream / --real)",
+        choices=MODES,
+        choice_flags=True,
     )
-    episodes: int = field(default=16, metadata={"help": "episodes to run"})
-    seed: int = field(default=0, metadata={"help": "seed (real: episode i uses seed + i)"})
-    json: bool = field(default=False, metadata={"help": "print the result as JSON"})
-    temperature: float | None = field(
-        default=None, metadata={"help": "dream temperature τ (default: the world's)"}
-    )
-    max_steps: int | None = field(
-        default=None, metadata={"help": "episode cap (default: the world's / the env's limit)"}
-    )
-    workers: int | None = field(
-        default=None, metadata={"help": "real-env worker processes (default: CPU count)"}
-    )
+    episodes: int = option(16, "episodes to run")
+    seed: int = option(0, "seed (real: episode i uses seed + i)")
+    json: bool = option(False, "print the result as JSON")
+    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
+    max_steps: int | None = option(None, "episode cap (default: the world's / the env's limit)")
+    workers: int | None = option(None, "real-env worker processes (default: CPU count)")
     ray: str | None = field(default=None, metadata=RAY_FIELD)
-    device: str = field(default="auto", metadata={"help": "device of the dream: auto, cpu or cuda"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar (real episodes)"})
+    device: str = option("auto", "device of the dream: auto, cpu or cuda")
+    progress: bool = option(True, "show a progress bar (real episodes)")
 
 
 def returns_in(

@@ -52,6 +52,7 @@ from dreamgym.training.cmaes_state import (
 )
 from dreamgym.training.population import PopulationEvaluator
 from dreamgym.utils.files import atomic_write_json
+from dreamgym.utils.options import option
 from dreamgym.utils.threads import torch_threads
 from dreamgym.world import MDNRNN_FILE, World
 
@@ -82,90 +83,56 @@ RealEvaluator = Callable[[str, str, int, int, "int | None"], np.ndarray]
 class ControllerConfig:
     """Options of `dreamgym controller` (CMA-ES on a linear controller in the batched dream)."""
 
-    world: str = field(metadata={"help": "world: a bundled name or a bundle directory"})
-    out: str = field(
-        metadata={"help": "run directory: controller, CMA state and history (resumes)"}
+    world: str = option(help="world: a bundled name or a bundle directory")
+    out: str = option(help="run directory: controller, CMA state and history (resumes)")
+    generations: int = option(100, "CMA-ES generations to reach (a re-run resumes)")
+    popsize: int = option(64, "candidates per generation (paper: 64)")
+    rollouts: int = option(16, "dream rollouts averaged per candidate (paper: 16)")
+    sigma0: float = option(0.1, "initial CMA-ES step size around zero parameters")
+    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
+    max_steps: int | None = option(
+        None, "dream episode cap (default: the world's max_episode_steps)"
     )
-    generations: int = field(
-        default=100, metadata={"help": "CMA-ES generations to reach (a re-run resumes)"}
+    obs_mode: str = option(
+        "zh",
+        "controller input: zh = [z, h] (paper), z, or zch = [z, c, h] (paper's Doom)",
+        choices=CONTROLLER_OBS_MODES,
     )
-    popsize: int = field(default=64, metadata={"help": "candidates per generation (paper: 64)"})
-    rollouts: int = field(
-        default=16, metadata={"help": "dream rollouts averaged per candidate (paper: 16)"}
+    termination: str = option(
+        "sample",
+        "dream episode end: sample done ~ Bernoulli(p), or threshold p > done-threshold",
+        choices=TERMINATION_MODES,
     )
-    sigma0: float = field(
-        default=0.1, metadata={"help": "initial CMA-ES step size around zero parameters"}
+    done_threshold: float = option(0.5, "done probability that ends an episode (threshold)")
+    crn: bool = option(True, "common random numbers: a generation's candidates share their dreams")
+    eval_mean_every: int = option(1, "every K generations re-score the CMA-ES mean (0: off)")
+    mean_rollouts: int = option(
+        64, "dream rollouts (fixed seeds) that re-score the mean (paper: ≥ 64)"
     )
-    temperature: float | None = field(
-        default=None, metadata={"help": "dream temperature τ (default: the world's)"}
+    keep: str = option(
+        "best-mean",
+        "controller shipped: the best re-scored mean, or the best candidate ever",
+        choices=KEEP_MODES,
     )
-    max_steps: int | None = field(
-        default=None,
-        metadata={"help": "dream episode cap (default: the world's max_episode_steps)"},
+    l2: float = option(0.0, "L2 penalty λ: fitness = mean return − λ‖θ‖²")
+    action_head: str = option(
+        DEFAULT_ACTION_HEAD,
+        "Box action map: paper = clip(tanh x, 0, 1) on [0, 1] dims, affine = (tanh x + 1)/2",
+        choices=ACTION_HEADS,
     )
-    obs_mode: str = field(
-        default="zh",
-        metadata={
-            "help": "controller input: zh = [z, h] (paper), z, or zch = [z, c, h] (paper's Doom)",
-            "choices": CONTROLLER_OBS_MODES,
-        },
+    device: str = option("auto", "auto, cpu or cuda")
+    seed: int = option(0, "seed of CMA-ES sampling and of the dream rollouts")
+    eval_real_every: int = option(
+        0, "every K generations run the best controller in the real env (0: off)"
     )
-    termination: str = field(
-        default="sample",
-        metadata={
-            "help": "dream episode end: sample done ~ Bernoulli(p), or threshold p > done-threshold",
-            "choices": TERMINATION_MODES,
-        },
-    )
-    done_threshold: float = field(
-        default=0.5, metadata={"help": "done probability that ends an episode (threshold)"}
-    )
-    crn: bool = field(
-        default=True,
-        metadata={"help": "common random numbers: a generation's candidates share their dreams"},
-    )
-    eval_mean_every: int = field(
-        default=1,
-        metadata={"help": "every K generations re-score the CMA-ES mean (0: off)"},
-    )
-    mean_rollouts: int = field(
-        default=64,
-        metadata={"help": "dream rollouts (fixed seeds) that re-score the mean (paper: ≥ 64)"},
-    )
-    keep: str = field(
-        default="best-mean",
-        metadata={
-            "help": "controller shipped: the best re-scored mean, or the best candidate ever",
-            "choices": KEEP_MODES,
-        },
-    )
-    l2: float = field(default=0.0, metadata={"help": "L2 penalty λ: fitness = mean return − λ‖θ‖²"})
-    action_head: str = field(
-        default=DEFAULT_ACTION_HEAD,
-        metadata={
-            "help": "Box action map: paper = clip(tanh x, 0, 1) on [0, 1] dims, affine = "
-            "(tanh x + 1)/2",
-            "choices": ACTION_HEADS,
-        },
-    )
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    seed: int = field(
-        default=0, metadata={"help": "seed of CMA-ES sampling and of the dream rollouts"}
-    )
-    eval_real_every: int = field(
-        default=0,
-        metadata={"help": "every K generations run the best controller in the real env (0: off)"},
-    )
-    eval_real_episodes: int = field(
-        default=4, metadata={"help": "real episodes per real evaluation"}
-    )
+    eval_real_episodes: int = option(4, "real episodes per real evaluation")
     threads: int | None = field(
         default=None,
         metadata={
             "help": "torch CPU threads (default: torch's; 1 is often faster on a busy machine)"
         },
     )
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    progress: bool = option(True, "show a progress bar")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from dreamgym.models.mdnrnn import MIXTURE_KINDS, NLL_REDUCTIONS
+from dreamgym.utils.options import option
 
 WEIGHTS_DTYPES = ("auto", "float16", "float32")
 """What `--weights-dtype` accepts: auto keeps float16 unless a held-out metric moves by over 1 %."""
@@ -58,10 +59,8 @@ class TrainConfig:
             "(e.g. random rollouts plus rollouts of the current controller: iterative training)"
         }
     )
-    out: str = field(
-        metadata={"help": "directory to write the world bundle into (resumes a run there)"}
-    )
-    vae_epochs: int = field(default=10, metadata={"help": "passes of V over the training frames"})
+    out: str = option(help="directory to write the world bundle into (resumes a run there)")
+    vae_epochs: int = option(10, "passes of V over the training frames")
     vae_from: str | None = field(
         default=None,
         metadata={
@@ -69,46 +68,34 @@ class TrainConfig:
             "V is kept as it is and only M is trained (iterative training on new data)"
         },
     )
-    rnn_epochs: int = field(default=20, metadata={"help": "passes of M over the training episodes"})
-    latent: int = field(
-        default=32, metadata={"help": "size of V's latent z (paper: 32 CarRacing, 64 Doom)"}
+    rnn_epochs: int = option(20, "passes of M over the training episodes")
+    latent: int = option(32, "size of V's latent z (paper: 32 CarRacing, 64 Doom)")
+    hidden: int = option(256, "M's LSTM units (paper: 256 CarRacing, 512 Doom)")
+    mixtures: int = option(5, "Gaussians in M's mixture over z_{t+1}")
+    mixture: str | None = option(
+        None,
+        "per_dim: each latent dim its own mixture (the paper's code); shared: one "
+        "mixture over all of z (worlds before per-dim M). Default: per_dim, or what the run "
+        "in OUT used",
+        choices=MIXTURE_KINDS,
     )
-    hidden: int = field(
-        default=256, metadata={"help": "M's LSTM units (paper: 256 CarRacing, 512 Doom)"}
+    kl_tolerance: float = option(0.5, "V's free bits per latent dim (paper's code: 0.5)")
+    vae_batch: int = option(100, "V's batch size in frames")
+    vae_lr: float = option(1e-3, "V's Adam learning rate")
+    vae_precision: str = option(
+        "auto",
+        "V's training and encoding precision: bfloat16 autocast, float32, or auto "
+        "(bfloat16 where the CPU/GPU has native bf16 math, else float32)",
+        choices=VAE_PRECISIONS,
     )
-    mixtures: int = field(default=5, metadata={"help": "Gaussians in M's mixture over z_{t+1}"})
-    mixture: str | None = field(
-        default=None,
-        metadata={
-            "help": "per_dim: each latent dim its own mixture (the paper's code); shared: one "
-            "mixture over all of z (worlds before per-dim M). Default: per_dim, or what the run "
-            "in OUT used",
-            "choices": MIXTURE_KINDS,
-        },
-    )
-    kl_tolerance: float = field(
-        default=0.5, metadata={"help": "V's free bits per latent dim (paper's code: 0.5)"}
-    )
-    vae_batch: int = field(default=100, metadata={"help": "V's batch size in frames"})
-    vae_lr: float = field(default=1e-3, metadata={"help": "V's Adam learning rate"})
-    vae_precision: str = field(
-        default="auto",
-        metadata={
-            "help": "V's training and encoding precision: bfloat16 autocast, float32, or auto "
-            "(bfloat16 where the CPU/GPU has native bf16 math, else float32)",
-            "choices": VAE_PRECISIONS,
-        },
-    )
-    rnn_batch: int = field(default=32, metadata={"help": "M's batch size in sequences"})
-    rnn_sequences: str | None = field(
-        default=None,
-        metadata={
-            "help": "episodes: rows of whole episodes back to back, cut into --seq-len chunks, "
-            "LSTM state carried between chunks and zeroed at episode starts (the paper's code); "
-            "windows: random --seq-len windows from h = 0 (worlds before). Default: episodes, or "
-            "what the run in OUT used",
-            "choices": RNN_SEQUENCES,
-        },
+    rnn_batch: int = option(32, "M's batch size in sequences")
+    rnn_sequences: str | None = option(
+        None,
+        "episodes: rows of whole episodes back to back, cut into --seq-len chunks, "
+        "LSTM state carried between chunks and zeroed at episode starts (the paper's code); "
+        "windows: random --seq-len windows from h = 0 (worlds before). Default: episodes, or "
+        "what the run in OUT used",
+        choices=RNN_SEQUENCES,
     )
     seq_len: int | None = field(
         default=None,
@@ -117,7 +104,7 @@ class TrainConfig:
             "1000 for episodes, 100 for windows"
         },
     )
-    rnn_lr: float = field(default=1e-3, metadata={"help": "M's Adam learning rate"})
+    rnn_lr: float = option(1e-3, "M's Adam learning rate")
     rnn_lr_decay: float | None = field(
         default=None,
         metadata={
@@ -125,17 +112,13 @@ class TrainConfig:
             "default 0.99999 as the paper's code, or what the run in OUT used"
         },
     )
-    rnn_lr_min: float = field(
-        default=1e-5, metadata={"help": "the floor M's learning rate decays towards"}
-    )
-    grad_clip: float = field(default=1.0, metadata={"help": "M's gradient-norm clip (0: none)"})
-    nll_reduction: str | None = field(
-        default=None,
-        metadata={
-            "help": "M's NLL of z_{t+1} averaged (mean, the paper's code) or summed (sum, worlds "
-            "before) over z's dims; default mean, or what the run in OUT used",
-            "choices": NLL_REDUCTIONS,
-        },
+    rnn_lr_min: float = option(1e-5, "the floor M's learning rate decays towards")
+    grad_clip: float = option(1.0, "M's gradient-norm clip (0: none)")
+    nll_reduction: str | None = option(
+        None,
+        "M's NLL of z_{t+1} averaged (mean, the paper's code) or summed (sum, worlds "
+        "before) over z's dims; default mean, or what the run in OUT used",
+        choices=NLL_REDUCTIONS,
     )
     mask_terminal_z: bool | None = field(
         default=None,
@@ -152,40 +135,25 @@ class TrainConfig:
             "capped at 100). Default 10 (the paper's restart_factor), or what the run in OUT used"
         },
     )
-    reward_weight: float = field(
-        default=1.0, metadata={"help": "weight of M's reward MSE next to its mixture NLL"}
+    reward_weight: float = option(1.0, "weight of M's reward MSE next to its mixture NLL")
+    val_fraction: float = option(0.1, "fraction of episodes held out for the metrics")
+    temperature: float = option(1.0, "the world's default sampling temperature τ")
+    max_episode_steps: int | None = option(None, "dream truncation (default: the real env's limit)")
+    device: str = option("auto", "auto, cpu or cuda")
+    seed: int = option(0, "seed of the split, the initial weights and every batch")
+    threads: int | None = option(
+        None, "torch CPU threads (default: torch's, less the cores already busy)"
     )
-    val_fraction: float = field(
-        default=0.1, metadata={"help": "fraction of episodes held out for the metrics"}
+    weights_dtype: str = option(
+        "auto",
+        "bundle weights: float16, float32, or auto (float16 unless a held-out metric moves by over 1 percent)",
+        choices=WEIGHTS_DTYPES,
     )
-    temperature: float = field(
-        default=1.0, metadata={"help": "the world's default sampling temperature τ"}
+    name: str | None = option(None, "the world's name (default: the --out folder's name)")
+    max_frames: int | None = option(
+        None, "use at most this many frames of the dataset (quick runs)"
     )
-    max_episode_steps: int | None = field(
-        default=None, metadata={"help": "dream truncation (default: the real env's limit)"}
-    )
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    seed: int = field(
-        default=0, metadata={"help": "seed of the split, the initial weights and every batch"}
-    )
-    threads: int | None = field(
-        default=None,
-        metadata={"help": "torch CPU threads (default: torch's, less the cores already busy)"},
-    )
-    weights_dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "bundle weights: float16, float32, or auto (float16 unless a held-out metric moves by over 1 percent)",
-            "choices": WEIGHTS_DTYPES,
-        },
-    )
-    name: str | None = field(
-        default=None, metadata={"help": "the world's name (default: the --out folder's name)"}
-    )
-    max_frames: int | None = field(
-        default=None, metadata={"help": "use at most this many frames of the dataset (quick runs)"}
-    )
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    progress: bool = option(True, "show progress bars")
 
 
 FINGERPRINT_FIELDS = (

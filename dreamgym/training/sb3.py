@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from dreamgym.envs.dream import OBS_MODES, resolve_device
 from dreamgym.envs.sb3_vec import DreamVecEnv
 from dreamgym.policies.sb3_agent import ALGOS, agent_paths, save_agent, world_sha256
+from dreamgym.utils.options import option
 from dreamgym.world import World
 
 PPO_ROLLOUT_STEPS = 2048
@@ -39,53 +40,35 @@ PPO_BATCH_SIZE = 256
 class SB3Config:
     """Options of `dreamgym sb3`."""
 
-    world: str = field(
-        metadata={"help": "world bundle directory or bundled name (carracing, doom_takecover)"}
-    )
-    out: str = field(metadata={"help": "agent path: writes OUT.zip (SB3) and OUT.json (sidecar)"})
-    algo: str = field(default="ppo", metadata={"help": "SB3 algorithm", "choices": sorted(ALGOS)})
-    steps: int = field(
-        default=100_000, metadata={"help": "dream env steps to train for (all envs together)"}
-    )
-    n_envs: int = field(default=16, metadata={"help": "dreams stepped together in one batch"})
-    obs_mode: str = field(
-        default="zh", metadata={"help": "what the agent sees", "choices": list(OBS_MODES)}
-    )
-    temperature: float | None = field(
-        default=None, metadata={"help": "dream temperature τ (default: the world's)"}
-    )
-    max_episode_steps: int | None = field(
-        default=None, metadata={"help": "dream episode limit (default: the world's)"}
-    )
-    device: str = field(default="auto", metadata={"help": "device of the dream: auto, cpu or cuda"})
+    world: str = option(help="world bundle directory or bundled name (carracing, doom_takecover)")
+    out: str = option(help="agent path: writes OUT.zip (SB3) and OUT.json (sidecar)")
+    algo: str = option("ppo", "SB3 algorithm", choices=sorted(ALGOS))
+    steps: int = option(100_000, "dream env steps to train for (all envs together)")
+    n_envs: int = option(16, "dreams stepped together in one batch")
+    obs_mode: str = option("zh", "what the agent sees", choices=list(OBS_MODES))
+    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
+    max_episode_steps: int | None = option(None, "dream episode limit (default: the world's)")
+    device: str = option("auto", "device of the dream: auto, cpu or cuda")
     agent_device: str = field(
         default="auto",
         metadata={
             "help": "device of the agent's networks (auto: CPU for PPO/A2C MLPs, as SB3 advises)"
         },
     )
-    policy: str = field(
-        default="auto",
-        metadata={"help": "SB3 policy class (auto: CnnPolicy for pixels, else MlpPolicy)"},
-    )
-    seed: int = field(
-        default=0, metadata={"help": "seed of the dream, the agent and SB3's global RNGs"}
-    )
+    policy: str = option("auto", "SB3 policy class (auto: CnnPolicy for pixels, else MlpPolicy)")
+    seed: int = option(0, "seed of the dream, the agent and SB3's global RNGs")
     algo_kwargs: str = field(
         default="",
         metadata={
             "help": "JSON of extra SB3 algorithm arguments, e.g. '{\"learning_rate\": 1e-4}'"
         },
     )
-    checkpoint_every: int = field(
-        default=50_000,
-        metadata={"help": "env steps between checkpoints (OUT.partial.zip) that a re-run resumes"},
+    checkpoint_every: int = option(
+        50_000, "env steps between checkpoints (OUT.partial.zip) that a re-run resumes"
     )
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
-    verbose: int = field(default=0, metadata={"help": "SB3 verbosity (0, 1 or 2)"})
-    force: bool = field(
-        default=False, metadata={"help": "overwrite an existing agent and ignore checkpoints"}
-    )
+    progress: bool = option(True, "show a progress bar")
+    verbose: int = option(0, "SB3 verbosity (0, 1 or 2)")
+    force: bool = option(False, "overwrite an existing agent and ignore checkpoints")
 
 
 def default_algo_kwargs(algo: str, n_envs: int, steps: int) -> dict[str, Any]:

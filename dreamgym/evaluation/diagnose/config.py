@@ -8,6 +8,7 @@ from dreamgym.evaluation.jobs import RAY_FIELD
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES
 from dreamgym.policies import POLICY_SPECS_HELP
 from dreamgym.policies.fixed import DEFAULT_ALTERNATE_EVERY
+from dreamgym.utils.options import option
 
 RELATIVE_TOLERANCE = 0.15
 """A dream mean within ±15% of the real mean is faithful ..."""
@@ -19,43 +20,29 @@ ABSOLUTE_TOLERANCE = 30.0
 class DiagnoseConfig:
     """Options of `dreamgym diagnose`; see `dreamgym.evaluation.diagnose.diagnose`."""
 
-    world: str = field(metadata={"help": "world: a bundled name or a bundle directory"})
+    world: str = option(help="world: a bundled name or a bundle directory")
     policy: list[str] | None = field(
         default=None,
         metadata={"help": f"more policies for the suite (one or more): {POLICY_SPECS_HELP}"},
     )
-    episodes: int = field(
-        default=16, metadata={"help": "episodes per policy, in the dream and in reality each"}
-    )
-    seed: int = field(
-        default=0, metadata={"help": "seed of everything (real episode i uses seed + i)"}
-    )
-    workers: int | None = field(
-        default=None, metadata={"help": "real-env worker processes (default: CPU count)"}
-    )
+    episodes: int = option(16, "episodes per policy, in the dream and in reality each")
+    seed: int = option(0, "seed of everything (real episode i uses seed + i)")
+    workers: int | None = option(None, "real-env worker processes (default: CPU count)")
     ray: str | None = field(default=None, metadata=RAY_FIELD)
-    temperature: float | None = field(
-        default=None, metadata={"help": "dream temperature τ (default: the world's)"}
-    )
-    max_steps: int | None = field(
-        default=None, metadata={"help": "episode cap in both (default: the world's / env's limit)"}
-    )
-    device: str = field(
-        default="auto", metadata={"help": "device of the dream and of V/M: auto, cpu or cuda"}
-    )
+    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
+    max_steps: int | None = option(None, "episode cap in both (default: the world's / env's limit)")
+    device: str = option("auto", "device of the dream and of V/M: auto, cpu or cuda")
     rel_tol: float = field(
         default=RELATIVE_TOLERANCE,
         metadata={
             "help": "flag a policy whose dream mean is off the real mean by more than this fraction of |real| ..."
         },
     )
-    abs_tol: float = field(
-        default=ABSOLUTE_TOLERANCE,
-        metadata={"help": "... and by more than this much (returns near zero)"},
+    abs_tol: float = option(
+        ABSOLUTE_TOLERANCE, "... and by more than this much (returns near zero)"
     )
-    alternate_every: int = field(
-        default=DEFAULT_ALTERNATE_EVERY,
-        metadata={"help": "steps the suite's alternating policy holds each action"},
+    alternate_every: int = option(
+        DEFAULT_ALTERNATE_EVERY, "steps the suite's alternating policy holds each action"
     )
     data: list[str] | None = field(
         default=None,
@@ -64,21 +51,18 @@ class DiagnoseConfig:
             "val_indices where recorded); default: fresh real episodes of the exploration policy"
         },
     )
-    teacher_episodes: int | None = field(
-        default=None, metadata={"help": "real episodes to teacher-force M on (default: --episodes)"}
+    teacher_episodes: int | None = option(
+        None, "real episodes to teacher-force M on (default: --episodes)"
     )
-    out: str | None = field(
-        default=None,
-        metadata={"help": "directory for diagnose.json and the figures (default: diagnose/WORLD)"},
+    out: str | None = option(
+        None, "directory for diagnose.json and the figures (default: diagnose/WORLD)"
     )
-    json: bool = field(
-        default=False, metadata={"help": "print the JSON report instead of the table"}
-    )
-    suite: bool = field(default=True, metadata={"help": "run the fixed-policy suite"})
-    teacher: bool = field(default=True, metadata={"help": "teacher-force M along real episodes"})
-    figures: bool = field(default=True, metadata={"help": "write the figures (PNG)"})
-    resamples: int = field(default=BOOTSTRAP_RESAMPLES, metadata={"help": "bootstrap resamples"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars (real episodes)"})
+    json: bool = option(False, "print the JSON report instead of the table")
+    suite: bool = option(True, "run the fixed-policy suite")
+    teacher: bool = option(True, "teacher-force M along real episodes")
+    figures: bool = option(True, "write the figures (PNG)")
+    resamples: int = option(BOOTSTRAP_RESAMPLES, "bootstrap resamples")
+    progress: bool = option(True, "show progress bars (real episodes)")
 
     def check(self) -> None:
         """Refuse bad options before anything runs."""
