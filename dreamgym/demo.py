@@ -49,6 +49,10 @@ class DemoConfig:
     generations: int = option(8, "CMA-ES generations of the fresh controller")
     popsize: int = option(32, "CMA-ES population size")
     rollouts: int = option(4, "dream rollouts per candidate")
+    mean_rollouts: int = option(
+        16, "dream rollouts that re-score the CMA-ES mean (fewer than `controller`'s 64: speed)"
+    )
+    eval_mean_every: int = option(4, "re-score the CMA-ES mean every K generations")
     episodes: int = option(4, "episodes per policy in the dream and in reality")
     video_steps: int = option(300, "steps in the real | dream video")
     seed: int = option(0, "seed of training and evaluation")
@@ -175,6 +179,8 @@ def _demo_world(
             generations=config.generations,
             popsize=config.popsize,
             rollouts=config.rollouts,
+            mean_rollouts=config.mean_rollouts,
+            eval_mean_every=config.eval_mean_every,
             seed=config.seed,
             device=config.device,
         )

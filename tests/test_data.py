@@ -20,6 +20,7 @@ from dreamgym.data import (
     MANIFEST_NAME,
     CollectConfig,
     CorruptShardError,
+    CoveragePolicy,
     DatasetMismatchError,
     ExplorationPolicy,
     collect,
@@ -238,6 +239,49 @@ def test_random_policy_is_correlated_and_in_bounds() -> None:
     assert set(acts.tolist()) == {0, 1, 2} and (acts[1:] == acts[:-1]).mean() > 0.6
 
 
+def _longest_run(mask: np.ndarray) -> int:
+    best = run = 0
+    for m in mask:
+        run = run + 1 if m else 0
+        best = max(best, run)
+    return best
+
+
+def test_coverage_policy_stops_leaves_the_road_and_rushes() -> None:
+    space = gym.spaces.Box(np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32))
+    pol = CoveragePolicy(CAR, space)
+    frame = np.zeros((64, 64, 3), np.uint8)
+    pol.reset(1)
+    a = np.stack([pol.act(frame) for _ in range(6000)])
+    assert a.dtype == np.float32 and all(space.contains(x) for x in a)
+    assert _longest_run((a[:, 1] == 0) & (a[:, 2] == 0)) >= 30  # a stop: standing still
+    steer_held = np.r_[False, (a[1:, 0] == a[:-1, 0]) & (np.abs(a[1:, 0]) >= 0.4)]
+    assert _longest_run(steer_held) >= 15  # an excursion off the road
+    assert _longest_run(a[:, 1] >= 0.6) >= 20  # heavy gas (the random policy's gas is ≤ 0.5)
+    pol.reset(1)
+    np.testing.assert_array_equal(np.stack([pol.act(frame) for _ in range(6000)]), a)
+    # elsewhere it is the random policy, action for action
+    cov, rnd = (
+        CoveragePolicy(DOOM, gym.spaces.Discrete(3)),
+        ExplorationPolicy(DOOM, gym.spaces.Discrete(3)),
+    )
+    cov.reset(4)
+    rnd.reset(4)
+    assert [cov.act(frame) for _ in range(500)] == [rnd.act(frame) for _ in range(500)]
+
+
+def test_collect_coverage_records_its_name(tmp_path: Path) -> None:
+    out = tmp_path / "cov"
+    collect(DOOM, 1, out, workers=1, max_steps=5, policy="coverage", progress=False)
+    assert load_manifest(out)["policy"] == "random-coverage"
+    collect(DOOM, 2, out, workers=1, max_steps=5, policy="coverage", progress=False)  # resumes
+    assert len(list(iter_episodes(out))) == 2
+    with pytest.raises(DatasetMismatchError, match="--policy"):
+        collect(DOOM, 2, out, workers=1, max_steps=5, policy="random", progress=False)
+    with pytest.raises(ValueError, match="coverage"):
+        collect(DOOM, 1, tmp_path / "x", workers=1, policy="bogus", progress=False)
+
+
 class _AlwaysLeft:
     """A FramePolicy: the hook a trained controller plugs into."""
 
@@ -258,7 +302,9 @@ def test_policy_factory_hook_and_config(tmp_path: Path) -> None:
     collect(DOOM, 1, tmp_path / "left", workers=1, max_steps=5, policy=_always_left, progress=False)
     (entry, ep), *_ = iter_episodes(tmp_path / "left")
     assert ep["actions"].tolist() == [1] * 5
-    with pytest.raises(ValueError, match="neither 'random' nor an existing file"):
+    with pytest.raises(
+        ValueError, match=r"neither a built-in policy \(random, coverage\) nor an existing file"
+    ):
         collect(DOOM, 1, tmp_path / "x", policy=str(tmp_path / "nope"), progress=False)
     result = collect_from_config(
         CollectConfig(env=DOOM, episodes=1, out=str(tmp_path / "cfg"), workers=1, max_steps=5)

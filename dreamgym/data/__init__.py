@@ -33,7 +33,12 @@ from dreamgym.data.collect import (
     collect,
     collect_from_config,
 )
-from dreamgym.data.exploration import RANDOM_POLICY, ExplorationPolicy
+from dreamgym.data.exploration import (
+    COVERAGE_POLICY,
+    RANDOM_POLICY,
+    CoveragePolicy,
+    ExplorationPolicy,
+)
 from dreamgym.data.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
@@ -48,6 +53,7 @@ from dreamgym.data.rollout import FramePolicy, PolicyFactory
 from dreamgym.data.shards import SHARD_TEMPLATE, CorruptShardError
 
 __all__ = [
+    "COVERAGE_POLICY",
     "LOCK_NAME",
     "MANIFEST_NAME",
     "RANDOM_POLICY",
@@ -56,6 +62,7 @@ __all__ = [
     "CollectConfig",
     "CollectResult",
     "CorruptShardError",
+    "CoveragePolicy",
     "DatasetMismatchError",
     "DatasetReport",
     "ExplorationPolicy",

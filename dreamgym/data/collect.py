@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from dreamgym.data.exploration import RANDOM_POLICY
+from dreamgym.data.exploration import BUILTIN_POLICIES
 from dreamgym.data.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
@@ -86,7 +86,11 @@ class CollectConfig:
     )
     out: str = option(help="dataset directory (re-running resumes it)")
     workers: int | None = option(None, "worker processes (default: CPU count; 1: in-process)")
-    policy: str = option("random", "random (temporally correlated random actions) or a policy FILE")
+    policy: str = option(
+        "random",
+        "random (temporally correlated random actions), coverage (random plus stops, excursions "
+        "off the road and heavy gas on CarRacing) or a policy FILE",
+    )
     world: str | None = field(
         default=None,
         metadata={
@@ -118,13 +122,21 @@ def _frame_policy_factory(spec: str, world: str | None = None) -> PolicyFactory:
     return FramePolicyFactory(spec, world)  # checked against the world now
 
 
+def _is_builtin(policy: object) -> bool:
+    """A built-in exploration policy: its `--policy` name or the name manifests record."""
+    return isinstance(policy, str) and (
+        policy in BUILTIN_POLICIES or policy in BUILTIN_POLICIES.values()
+    )
+
+
 def _as_factory(policy: str | PolicyFactory) -> str | PolicyFactory:
-    """ "random" stays a str (the built-in `ExplorationPolicy`); a policy FILE becomes a factory."""
-    if isinstance(policy, str) and policy not in ("random", RANDOM_POLICY):
+    """A built-in name stays a str (`exploration.BUILTIN_POLICIES`); a FILE becomes a factory."""
+    if isinstance(policy, str) and not _is_builtin(policy):
         if not Path(policy).exists() and not Path(policy + ".zip").exists():
             raise ValueError(
-                f"--policy {policy!r} is neither 'random' nor an existing file; pass random or "
-                "the path of a saved controller or SB3 agent"
+                f"--policy {policy!r} is neither a built-in policy ({', '.join(BUILTIN_POLICIES)}) "
+                "nor an existing file; pass one of those or the path of a saved controller or "
+                "SB3 agent"
             )
         return _frame_policy_factory(policy)
     return policy
@@ -133,7 +145,7 @@ def _as_factory(policy: str | PolicyFactory) -> str | PolicyFactory:
 def _policy_name(policy: str | PolicyFactory) -> str:
     """The policy as the manifest records it."""
     if isinstance(policy, str):
-        return RANDOM_POLICY
+        return BUILTIN_POLICIES.get(policy, policy)
     if callable(policy):
         return getattr(policy, "name", None) or getattr(policy, "__qualname__", repr(policy))
     raise TypeError(f"policy must be 'random', a file path or a factory, got {policy!r}")
@@ -142,7 +154,7 @@ def _policy_name(policy: str | PolicyFactory) -> str:
 def collect_from_config(config: CollectConfig) -> CollectResult:
     """`collect` with the options of `dreamgym collect`."""
     policy: str | PolicyFactory = config.policy
-    if policy not in ("random", RANDOM_POLICY):
+    if not _is_builtin(policy):
         policy = _frame_policy_factory(config.policy, config.world)
     return collect(
         config.env,
@@ -171,11 +183,13 @@ def collect(
     """Roll out `episodes` episodes of the real env `env_id` into the dataset directory `out`.
 
     Arguments mirror ``dreamgym collect --env ENV_ID --episodes N --out DATA [--workers W]
-    [--policy random|FILE] [--max-steps K] [--seed S]``:
+    [--policy random|coverage|FILE] [--max-steps K] [--seed S]``:
 
     - `workers`: processes, each with its own headless env (default: os.cpu_count()); 1 runs in
       this process. Episodes are handed out by index, so results do not depend on scheduling.
-    - `policy`: "random" — the temporally correlated `ExplorationPolicy` —, a FILE (a saved
+    - `policy`: "random" — the temporally correlated `ExplorationPolicy` —, "coverage" — the
+      same plus stops, excursions off the road and heavy gas on CarRacing (`CoveragePolicy`) —,
+      a FILE (a saved
       controller or SB3 agent, acting through the world it records: V encodes each frame, M
       tracks h), or a picklable `factory(env_id, action_space)` giving a `FramePolicy`
       (`reset(seed)`, `act(frame_uint8) -> action`).

@@ -16,6 +16,10 @@ import numpy as np
 
 RANDOM_POLICY = "random-correlated"
 """Name recorded in the manifest for the built-in exploration policy (see `ExplorationPolicy`)."""
+COVERAGE_POLICY = "random-coverage"
+"""Name recorded in the manifest for `CoveragePolicy` (`dreamgym collect --policy coverage`)."""
+BUILTIN_POLICIES = {"random": RANDOM_POLICY, "coverage": COVERAGE_POLICY}
+"""`--policy` names of the built-in exploration policies → the names manifests record."""
 
 # The built-in random policy. Temporal correlation matters: i.i.d. uniform CarRacing actions cancel
 # out (gas and brake together, steering jitter) and the car barely leaves the start, scoring -34.
@@ -44,6 +48,18 @@ CAR_LOOKAHEAD_ROWS = (34, 48)
 """CarRacing: rows of the 64×64 frame ahead of the car (which sits at rows 51-57) to find road in."""
 CAR_X = 31.5
 """CarRacing: the car's column in the 64×64 frame."""
+CAR_STOP_P = 0.002
+"""CarRacing coverage: probability per step of starting a stop (no gas, brake, then stand still)."""
+CAR_STOP_STEPS = (30, 150)
+"""CarRacing coverage: a stop lasts U{30..150} steps; the brake is held for its first 5-20."""
+CAR_EXCURSION_P = 0.004
+"""CarRacing coverage: probability per step of an excursion off the road (no road pull)."""
+CAR_EXCURSION_STEPS = (15, 60)
+"""CarRacing coverage: an excursion holds a steering of ±U(0.4, 1) for U{15..60} steps."""
+CAR_RUSH_P = 0.004
+"""CarRacing coverage: probability per step of a stretch of heavy gas U(0.6, 1)."""
+CAR_RUSH_STEPS = (20, 80)
+"""CarRacing coverage: a heavy-gas stretch lasts U{20..80} steps."""
 DISCRETE_HOLD_MAX = 8
 """Discrete spaces: a uniformly drawn action is held for U{1..DISCRETE_HOLD_MAX} steps."""
 
@@ -135,3 +151,86 @@ def _road_offset(frame: np.ndarray) -> float:
         return 0.0
     offset = (np.nonzero(road)[1].mean() - CAR_X) / 16.0
     return float(np.clip(CAR_ROAD_GAIN * offset, -1.0, 1.0))
+
+
+class CoveragePolicy(ExplorationPolicy):
+    """`ExplorationPolicy` plus the states a controller reaches and random driving rarely does.
+
+    A dream learned from random driving alone has never seen a car that stops, stands, leaves the
+    road on purpose or drives fast, so it guesses there, and a controller finds the guesses (the
+    bundled CarRacing dream pays a parked car +322; reality −93). On CarRacing this policy drives
+    like `ExplorationPolicy` and, at random moments, switches for a while to one of:
+
+    - **stop** (CAR_STOP_P per step, CAR_STOP_STEPS long): no gas, braking at first, then standing
+      still, so M learns that a parked car earns −0.1 a step and sees no new tiles;
+    - **excursion** (CAR_EXCURSION_P, CAR_EXCURSION_STEPS): the road pull is off and the steering
+      held to one side, so the car leaves the road; the normal driving after it is the recovery;
+    - **rush** (CAR_RUSH_P, CAR_RUSH_STEPS): gas U(0.6, 1), the speeds a greedy controller drives.
+
+    Measured on 4 real episodes each (seeds 900-903; "still": frames unchanged over 5 steps): the
+    random policy stands still on 1-2 % of its frames and scores 279 on average; with stops at
+    0.004 per step of 40-200 steps this policy stood still on 5-43 % and scored 98, so stops were
+    halved to the rates below. Other spaces: exactly `ExplorationPolicy`'s actions (only the
+    recorded name differs).
+    """
+
+    name = COVERAGE_POLICY
+
+    def reset(self, seed: int) -> None:
+        super().reset(seed)
+        self._mode = "drive"
+        self._mode_left = 0
+        self._brake_steps = 0
+        self._mode_value = 0.0
+
+    def act(self, frame: np.ndarray) -> Any:
+        action = super().act(frame)
+        if not self.car:
+            return action
+        self._next_mode()
+        if self._mode == "stop":
+            braking = self._brake_steps > 0
+            self._brake_steps -= 1
+            return np.array(
+                [action[0] * 0.2, 0.0, self._mode_value if braking else 0.0], dtype=np.float32
+            )
+        if self._mode == "excursion":
+            return np.array([self._mode_value, action[1], action[2]], dtype=np.float32)
+        if self._mode == "rush":
+            return np.array([action[0], self._mode_value, 0.0], dtype=np.float32)
+        return action
+
+    def _next_mode(self) -> None:
+        """Count down the current stretch; in normal driving, maybe start a new one."""
+        rng = self.rng
+        if self._mode_left > 0:
+            self._mode_left -= 1
+            if self._mode_left > 0:
+                return
+            self._mode = "drive"
+        u = rng.random()
+        if u < CAR_STOP_P:
+            self._mode, steps = "stop", CAR_STOP_STEPS
+            self._brake_steps = int(rng.integers(5, 21))
+            self._mode_value = float(rng.uniform(0.3, 1.0))
+        elif u < CAR_STOP_P + CAR_EXCURSION_P:
+            self._mode, steps = "excursion", CAR_EXCURSION_STEPS
+            self._mode_value = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.4, 1.0))
+        elif u < CAR_STOP_P + CAR_EXCURSION_P + CAR_RUSH_P:
+            self._mode, steps = "rush", CAR_RUSH_STEPS
+            self._mode_value = float(rng.uniform(0.6, 1.0))
+        else:
+            return
+        self._mode_left = int(rng.integers(steps[0], steps[1] + 1))
+
+
+def make_exploration_policy(name: str, env_id: str, action_space: gym.Space) -> ExplorationPolicy:
+    """The built-in policy `name` ("random", "coverage" or the name a manifest records)."""
+    recorded = BUILTIN_POLICIES.get(name, name)
+    if recorded == COVERAGE_POLICY:
+        return CoveragePolicy(env_id, action_space)
+    if recorded == RANDOM_POLICY:
+        return ExplorationPolicy(env_id, action_space)
+    raise ValueError(
+        f"unknown built-in policy {name!r}; pass one of {sorted(BUILTIN_POLICIES)} or a policy FILE"
+    )

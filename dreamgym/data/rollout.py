@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
-from dreamgym.data.exploration import ExplorationPolicy
+from dreamgym.data.exploration import make_exploration_policy
 from dreamgym.envs.real import make_real_env
 from dreamgym.preprocessing import FramePreprocessing
 
@@ -52,7 +52,7 @@ class RolloutSpec:
     max_steps: int | None
     """Truncate episodes after this many steps (None: the env's own limit)."""
     policy: str | PolicyFactory
-    """A str means the built-in `ExplorationPolicy`; otherwise a factory."""
+    """A str names a built-in exploration policy (`exploration.BUILTIN_POLICIES`); else a factory."""
     seed: int
     prep: FramePreprocessing
 
@@ -61,7 +61,7 @@ class RolloutSpec:
 
     def make_policy(self, action_space: gym.Space) -> FramePolicy:
         if isinstance(self.policy, str):
-            return ExplorationPolicy(self.env_id, action_space)
+            return make_exploration_policy(self.policy, self.env_id, action_space)
         made = self.policy(self.env_id, action_space)
         if not isinstance(made, FramePolicy):
             raise TypeError(
