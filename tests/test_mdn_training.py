@@ -4,6 +4,7 @@ old runs resuming as they were trained."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -172,7 +173,12 @@ def test_unset_options_resolve_to_new_defaults_or_to_an_old_runs() -> None:
     config = TrainConfig(data="d", out="o")
     new = resolve_run_options(config, None)
     assert {k: getattr(new, k) for k in NEW_RUN_DEFAULTS} == NEW_RUN_DEFAULTS
-    assert new.seq_len == 1000
+    assert new.seq_len == 100
+    # a run started under older defaults resumes with what it stored, not today's defaults
+    older = {"rnn_sequences": "episodes", "seq_len": 1000, "nll_reduction": "mean"}
+    resumed = resolve_run_options(config, older)
+    assert resumed.seq_len == 1000 and resumed.nll_reduction == "mean"
+    assert resolve_run_options(replace(config, seq_len=50), older).seq_len == 50
     old_options = {"latent": 32, "seq_len": 100, "done_weight": None}  # before these options
     legacy = resolve_run_options(config, old_options)
     assert legacy.mixture == "shared" and legacy.rnn_sequences == "windows"

@@ -326,14 +326,17 @@ BUNDLED_PINS = {
         "obs": [0.4148600101470947, -0.01816457509994507, 3.1032938957214355],
         "rewards": 6.03765481710434,
     },
-    "doom_takecover": {
-        "logpi": [-3.6793174743652344, -1.6388965845108032, -4.466700077056885],
-        "mu": -0.028728466480970383,
-        "done": -1.2223708629608154,
-        "obs": [0.4101247787475586, -0.17967049777507782, -0.8434023261070251],
-        "rewards": 5.001477420330048,
-    },
 }
+"""The TakeCover bundle shipped before per-dim M was pinned here too; its successor is below."""
+
+
+def test_bundled_doom_world_is_per_dim_and_trained_on_whole_episodes() -> None:
+    from dreamgym.world import World
+
+    world = World.load("doom_takecover")
+    assert world.config["mdnrnn"]["mixture"] == "per_dim" and world.latent_dim == 64
+    options = world.config["provenance"]["training"]
+    assert options["rnn_sequences"] == "episodes" and options["seq_len"] == 100
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED_PINS))

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The z = 64 TakeCover worlds of docs/ablation-takecover.md (rows 5 and 6), in the order they ran on
+# a 2-core CPU. Every command resumes when re-run (collect, train and controller resume in OUT).
+#   usage: bash scripts/doom_rebuild.sh [DATA_ROOT]     (default /root/dreamgym-data)
+# Needs DATA_ROOT/doom-random: dreamgym collect --env VizdoomTakeCover-v1 --episodes 1000 --seed 0
+set -euo pipefail
+D=${1:-/root/dreamgym-data}
+# V: z = 64 on the first 100,000 frames (328 episodes), until the held-out MSE stopped improving
+# (epoch 7: 0.000535 after 0.000530); ~5 min an epoch on 2 idle threads. rnn-epochs 0: V only.
+dreamgym train --data $D/doom-random --out $D/worlds/doom-v64 --vae-epochs 7 --rnn-epochs 0 \
+  --latent 64 --max-frames 100000 --threads 2 --no-progress
+# 50 real episodes of each constant action (seeds 70000+, never used for evaluation)
+for a in 0 1 2; do
+  dreamgym collect --env VizdoomTakeCover-v1 --episodes 50 --policy constant:$a \
+    --world doom_takecover --seed $((70000 + 1000 * a)) --workers 1 --out $D/doom-const$a --no-progress
+done
+DATA="$D/doom-random $D/doom-const0 $D/doom-const1 $D/doom-const2"
+# row 5: M on 1,000-step chunks (the paper's); row 6: 100-step chunks (today's default)
+dreamgym train --data $DATA --vae-from $D/worlds/doom-v64 --vae-epochs 0 --latent 64 --hidden 256 \
+  --rnn-epochs 20 --seq-len 1000 --temperature 1.15 --threads 2 --no-progress \
+  --out $D/worlds/doom-z64 --name doom_takecover
+dreamgym train --data $DATA --vae-from $D/worlds/doom-v64 --vae-epochs 0 --latent 64 --hidden 256 \
+  --rnn-epochs 30 --seq-len 100 --temperature 1.15 --threads 2 --no-progress \
+  --out $D/worlds/doom-z64-s100 --name doom_takecover
+for w in doom-z64 doom-z64-s100; do
+  dreamgym diagnose --world $D/worlds/$w --episodes 16 --seed 20000 --workers 2 \
+    --data $D/doom-random --out $D/diag-$w --json --no-progress > $D/diag-$w.json
+done
+# controller in row 6's dream; 100 real episodes on seeds 50000+ that nothing tuned on
+dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/ctrl-doom-s100 --generations 60 \
+  --popsize 64 --rollouts 16 --obs-mode zch --eval-mean-every 2 --threads 2 --no-progress
+dreamgym evaluate --world $D/worlds/doom-z64-s100 --policy $D/ctrl-doom-s100 --real --episodes 100 \
+  --seed 50000 --workers 2 --json --no-progress > $D/ctrl-doom-s100-real.json
