@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from dreamgym.data.exploration import BUILTIN_POLICIES
+from dreamgym.data.exploration import BUILTIN_POLICIES, recorded_policy_name
 from dreamgym.data.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
@@ -124,9 +124,7 @@ def _frame_policy_factory(spec: str, world: str | None = None) -> PolicyFactory:
 
 def _is_builtin(policy: object) -> bool:
     """A built-in exploration policy: its `--policy` name or the name manifests record."""
-    return isinstance(policy, str) and (
-        policy in BUILTIN_POLICIES or policy in BUILTIN_POLICIES.values()
-    )
+    return isinstance(policy, str) and recorded_policy_name(policy) is not None
 
 
 def _as_factory(policy: str | PolicyFactory) -> str | PolicyFactory:
@@ -145,7 +143,7 @@ def _as_factory(policy: str | PolicyFactory) -> str | PolicyFactory:
 def _policy_name(policy: str | PolicyFactory) -> str:
     """The policy as the manifest records it."""
     if isinstance(policy, str):
-        return BUILTIN_POLICIES.get(policy, policy)
+        return recorded_policy_name(policy) or policy
     if callable(policy):
         return getattr(policy, "name", None) or getattr(policy, "__qualname__", repr(policy))
     raise TypeError(f"policy must be 'random', a file path or a factory, got {policy!r}")

@@ -224,9 +224,17 @@ class CoveragePolicy(ExplorationPolicy):
         self._mode_left = int(rng.integers(steps[0], steps[1] + 1))
 
 
+def recorded_policy_name(name: str) -> str | None:
+    """The manifest name of the built-in policy `name` (its `--policy` name or its recorded name);
+    None if `name` is not a built-in policy."""
+    if name in BUILTIN_POLICIES:
+        return BUILTIN_POLICIES[name]
+    return name if name in BUILTIN_POLICIES.values() else None
+
+
 def make_exploration_policy(name: str, env_id: str, action_space: gym.Space) -> ExplorationPolicy:
     """The built-in policy `name` ("random", "coverage" or the name a manifest records)."""
-    recorded = BUILTIN_POLICIES.get(name, name)
+    recorded = recorded_policy_name(name)
     if recorded == COVERAGE_POLICY:
         return CoveragePolicy(env_id, action_space)
     if recorded == RANDOM_POLICY:
