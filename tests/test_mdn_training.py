@@ -214,3 +214,47 @@ def test_windowed_shared_trainer_reproduces_main_exactly() -> None:
         r = train_rnn_epoch(rnn, opt, data, np.arange(4), 16, 3, 5.0, 1.0, 1.0, seed=0, epoch=epoch)
     assert r["loss"] == 15.438197946994103 and r["nll"] == 13.88908107258449
     assert float(rnn.head.bias.detach().sum()) == 0.8500685095787048
+
+
+def test_reward_overpay_weighs_only_over_predictions() -> None:
+    torch.manual_seed(0)
+    rnn = MDNRNN(MDNRNNConfig(latent_dim=2, action_dim=1, hidden_dim=8, n_mixtures=2))
+    z, a = torch.randn(1, 6, 2), torch.randn(1, 6, 1)
+    mask, dones = torch.ones(1, 6, dtype=torch.bool), torch.zeros(1, 6)
+    with torch.no_grad():
+        pred = rnn(z, a)[0].reward
+
+    def loss(rewards: torch.Tensor, overpay: float) -> tuple[float, float]:
+        batch = (z, a, z, rewards, dones, mask)
+        total, parts, _ = sequence_loss(rnn, batch, 1.0, 1.0, reward_overpay=overpay)
+        return float(total.detach()), float(parts["reward_mse"])
+
+    over, under = pred - 0.5, pred + 0.5  # M pays 0.5 too much / too little on every step
+    assert loss(over, 4.0)[0] == pytest.approx(loss(over, 1.0)[0] + 3 * 0.25, rel=1e-5)
+    assert loss(under, 4.0)[0] == pytest.approx(loss(under, 1.0)[0], rel=1e-6)
+    assert loss(over, 4.0)[1] == pytest.approx(0.25, rel=1e-4)  # the reported MSE stays plain
+    with pytest.raises(ValueError, match="--reward-overpay"):
+        check_config(TrainConfig(data="d", out="o", reward_overpay=0.0))
+
+
+def test_reward_overpay_makes_m_err_low_on_a_reward_it_cannot_predict() -> None:
+    """Rewards of 0 or 3 at random (a new tile or not): the MSE learns the mean, overpay less."""
+    data = _latents([60] * 8)
+    rng = np.random.default_rng(1)
+    data.rewards = torch.from_numpy(np.where(rng.random(len(data.rewards)) < 0.3, 3.0, 0.0)).float()
+    means = {}
+    for overpay in (1.0, 4.0):
+        torch.manual_seed(0)
+        rnn = MDNRNN(MDNRNNConfig(latent_dim=2, action_dim=1, hidden_dim=16, n_mixtures=2))
+        opt = make_adam(rnn.parameters(), 1e-2)
+        for epoch in range(30):
+            train_rnn_epoch(
+                rnn, opt, data, np.arange(8), 20, 4, 1.0, 1.0, 1.0, seed=0, epoch=epoch,
+                sequences="episodes", reward_overpay=overpay,
+            )  # fmt: skip
+        with torch.no_grad():
+            z = data.mu[None, :60]
+            means[overpay] = float(rnn(z, data.actions[None, :60])[0].reward.mean())
+    rate = float(data.rewards.mean())
+    assert means[1.0] == pytest.approx(rate, abs=0.25)  # ≈ 0.9: the symmetric MSE's mean
+    assert means[4.0] < means[1.0] - 0.4  # an expectile below it (≈ 0.3 for these odds)

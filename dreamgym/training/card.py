@@ -55,9 +55,13 @@ def _m_training_line(prov: dict[str, Any]) -> str:
     lr = f"lr {_fmt(t.get('rnn_lr'))}" + (
         f" decaying ×{decay} a step to {_fmt(t.get('rnn_lr_min'))}" if decay and decay < 1 else ""
     )
+    overpay = t.get("reward_overpay") or 1.0
+    reward = (
+        f"; reward over-predictions weighted ×{_fmt(overpay)} in the MSE" if overpay != 1 else ""
+    )
     return (
         f"- M trained on {text}; NLL {t.get('nll_reduction') or 'sum'} over z's dims"
-        f"{', terminal frames left out' if t.get('mask_terminal_z') else ''}; {lr}."
+        f"{', terminal frames left out' if t.get('mask_terminal_z') else ''}{reward}; {lr}."
     )
 
 

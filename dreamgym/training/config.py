@@ -141,6 +141,11 @@ class TrainConfig:
         },
     )
     reward_weight: float = option(1.0, "weight of M's reward MSE next to its mixture NLL")
+    reward_overpay: float = option(
+        1.0,
+        "weight of a reward M over-predicts in its reward MSE, against 1 for one it under-predicts "
+        "(> 1: a dream that cannot cheaply overpay, e.g. CarRacing's tiles; 1: the symmetric MSE)",
+    )
     val_fraction: float = option(0.1, "fraction of episodes held out for the metrics")
     temperature: float = option(1.0, "the world's default sampling temperature τ")
     max_episode_steps: int | None = option(None, "dream truncation (default: the real env's limit)")
@@ -256,6 +261,10 @@ def check_config(config: TrainConfig) -> None:
     if not 0.0 < config.val_fraction < 1.0:
         raise ValueError(
             f"--val-fraction must lie strictly between 0 and 1, got {config.val_fraction}"
+        )
+    if not config.reward_overpay > 0:
+        raise ValueError(
+            f"--reward-overpay must be > 0 (1: symmetric MSE), got {config.reward_overpay}"
         )
     if config.done_weight is not None and not config.done_weight >= 0:
         raise ValueError(f"--done-weight must be ≥ 0 (0: automatic), got {config.done_weight}")

@@ -98,7 +98,10 @@ class TrainingRun:
                 "metrics": {"seconds": metrics["seconds"]},
             },
             "wall_seconds": wall,
-            "training": {f: getattr(config, f) for f in FINGERPRINT_FIELDS},
+            "training": {
+                **{f: getattr(config, f) for f in FINGERPRINT_FIELDS},
+                "reward_overpay": config.reward_overpay,
+            },
             "machine": machine_info(self.device),
             "dreamgym_version": __version__,
         }

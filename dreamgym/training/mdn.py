@@ -135,12 +135,16 @@ def sequence_loss(
     mask_terminal_z: bool = False,
     state: State | None = None,
     resets: torch.Tensor | None = None,
+    reward_overpay: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
     """Masked mixture NLL + reward_weight × reward MSE + done BCE (positives weighted).
 
     The NLL is summed or averaged over z's dims (`nll_reduction`), and leaves out the targets
-    after terminated steps when `mask_terminal_z`. Returns the loss, its parts and the final
-    LSTM state (to carry into the next chunk of the same rows).
+    after terminated steps when `mask_terminal_z`. A reward M over-predicts weighs
+    `reward_overpay` times one it under-predicts in the MSE (1: symmetric): where the target is
+    uncertain (a new tile or not) M then errs low, so a controller cannot farm the dream's
+    optimism. Returns the loss, its parts (`reward_mse` unweighted) and the final LSTM state (to
+    carry into the next chunk of the same rows).
     """
     if nll_reduction not in NLL_REDUCTIONS:
         raise ValueError(f"nll_reduction must be one of {NLL_REDUCTIONS}, got {nll_reduction!r}")
@@ -153,13 +157,19 @@ def sequence_loss(
     if nll_reduction == "mean":
         nll_step = nll_step / z_tgt.shape[-1]
     nll = (nll_step * zm).sum() / (zm.sum().clamp(min=1.0) if mask_terminal_z else denom)
-    reward = ((out.reward - rewards).pow(2) * m).sum() / denom
+    err2 = (out.reward - rewards).pow(2)
+    reward = (err2 * m).sum() / denom
+    if reward_overpay != 1.0:
+        over = torch.where(out.reward > rewards, reward_overpay, 1.0)
+        reward_loss = (err2 * over * m).sum() / denom
+    else:
+        reward_loss = reward
     pos_weight = torch.tensor(done_weight, device=m.device)
     bce = F.binary_cross_entropy_with_logits(
         out.done_logit, dones, pos_weight=pos_weight, reduction="none"
     )
     done = (bce * m).sum() / denom
-    total = nll + reward_weight * reward + done
+    total = nll + reward_weight * reward_loss + done
     parts = {"nll": nll.detach(), "reward_mse": reward.detach(), "done_bce": done.detach()}
     return total, parts, final
 
@@ -279,6 +289,7 @@ def train_rnn_epoch(
     nll_reduction: str = "sum",
     mask_terminal_z: bool = False,
     lr_schedule: LRSchedule | None = None,
+    reward_overpay: float = 1.0,
 ) -> dict[str, float]:
     """One pass of M over `episodes` (every step once); mean losses per step.
 
@@ -296,7 +307,15 @@ def train_rnn_epoch(
     state: State | None = None
     for b, resets in _epoch_batches(data, episodes, seq_len, batch, sequences, rng, gen):
         loss, parts, final = sequence_loss(
-            rnn, b, done_weight, reward_weight, nll_reduction, mask_terminal_z, state, resets
+            rnn,
+            b,
+            done_weight,
+            reward_weight,
+            nll_reduction,
+            mask_terminal_z,
+            state,
+            resets,
+            reward_overpay=reward_overpay,
         )
         if resets is not None:  # truncated BPTT: carry the state, not its gradient
             state = (final[0].detach(), final[1].detach())

@@ -155,6 +155,8 @@ def fingerprint(
     options = {f: getattr(config, f) for f in FINGERPRINT_FIELDS}
     if vae_from_sha256 is not None:  # only when set, so runs without it keep their fingerprint
         options["vae_from"] = vae_from_sha256
+    if config.reward_overpay != 1.0:  # likewise: runs from before the option resume unchanged
+        options["reward_overpay"] = config.reward_overpay
     return {
         "options": options,
         "data": {
