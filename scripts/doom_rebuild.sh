@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The z = 64 TakeCover worlds of docs/ablation-takecover.md (rows 5 and 6) and the shipped controller,
-# in the order they ran on
-# a 2-core CPU. Every command resumes when re-run (collect, train and controller resume in OUT).
+# The z = 64 TakeCover worlds of docs/ablation-takecover.md (rows 5 and 6) and the shipped
+# controller, in the order they ran on a 2-core CPU. Every command resumes when re-run (collect,
+# train and controller resume in OUT). Row 7 (a round of the paper's loop) is in the ablation doc.
 #   usage: bash scripts/doom_rebuild.sh [DATA_ROOT]     (default /root/dreamgym-data)
 # Needs DATA_ROOT/doom-random: dreamgym collect --env VizdoomTakeCover-v1 --episodes 1000 --seed 0
 set -euo pipefail
