@@ -43,6 +43,12 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "controller",
         "CMA-ES linear controller in the batched dream",
     ),
+    "calibrate": (
+        "dreamgym.evaluation.calibrate",
+        "CalibrateConfig",
+        "calibrate",
+        "fit M's done-logit offset so that fixed policies' dreams last as long as their real data",
+    ),
     "sb3": (
         "dreamgym.training.sb3",
         "SB3Config",

@@ -264,3 +264,16 @@ def test_a_run_from_before_the_new_options_resumes(tmp_path: Path, box_world_dir
     assert [g["best"] for g in a] == [g["best"] for g in b]
     with pytest.raises(ValueError, match="l2=0.0 \\(now 0.5\\)"):
         train_controller(run_config(box_world_dir, tmp_path / "old", generations=4, l2=0.5))
+
+
+def test_a_run_does_not_resume_in_a_recalibrated_world(tmp_path: Path, box_world_dir: Path) -> None:
+    """`dreamgym calibrate` changes the dream without touching M's weights: a run must notice."""
+    world_dir = World.load(box_world_dir).save(tmp_path / "world")
+    train_controller(run_config(world_dir, tmp_path / "run", generations=1))
+    config = json.loads((world_dir / "config.json").read_text())
+    config["mdnrnn"]["done_logit_offset"] = -0.5
+    (world_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="done_logit_offset=0.0 \\(now -0.5\\).*calibrated since"):
+        train_controller(run_config(world_dir, tmp_path / "run", generations=2))
+    history = json.loads((tmp_path / "run" / HISTORY_FILE).read_text())
+    assert history["run"]["done_logit_offset"] == 0.0

@@ -221,6 +221,7 @@ def test_diagnose_cli_table_json_and_figures(
     out = tmp_path / "diag"
     argv = ["diagnose", "--world", str(doom_world), "--episodes", "2", "--max-steps", str(STEPS)]
     argv += ["--workers", "1", "--out", str(out), "--policy", "constant:1", "--resamples", "200"]
+    argv += ["--dream-episodes", "3"]
     assert cli_main([*argv, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "diagnose.json").read_text())
@@ -231,10 +232,11 @@ def test_diagnose_cli_table_json_and_figures(
     for r in report["suite"]:
         d, real = r["dream"]["mean"], r["real"]["mean"]
         assert math.isfinite(d) and math.isfinite(real) and len(r["real"]["returns"]) == 2
+        assert len(r["dream"]["returns"]) == 3
         assert r["ratio"] == pytest.approx(d / real)
         assert r["ok"] == fidelity_check(d, real, 0.15, 30.0)["ok"]
     # Same seeds as `dreamgym evaluate`: the dream column is evaluate_dream's.
-    dream = evaluate_dream(doom_world, "constant:1", episodes=2, seed=0, max_steps=STEPS)
+    dream = evaluate_dream(doom_world, "constant:1", episodes=3, seed=0, max_steps=STEPS)
     assert report["suite"][1]["dream"]["returns"] == dream.tolist()
     t = report["teacher"]
     assert t["source"]["kind"] == "fresh" and t["episodes"] == 2
@@ -242,6 +244,7 @@ def test_diagnose_cli_table_json_and_figures(
     for name in ("suite.png", "teacher.png", "reconstructions.png", "dream_rollout.png"):
         assert (out / name).stat().st_size > 0 and name in report["files"]
     assert "Teacher forcing along 2 real episodes" in printed and str(out) in printed
+    assert "2 real episodes and 3 dreams each" in printed and report["dream_episodes"] == 3
 
     # --json prints the report itself (here without the suite: quick).
     assert cli_main([*argv, "--no-progress", "--json", "--no-suite", "--no-figures"]) == 0

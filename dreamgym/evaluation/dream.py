@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -11,6 +12,13 @@ from gymnasium.vector import AutoresetMode
 from dreamgym.envs.dream import DreamVectorEnv
 from dreamgym.policies import Policy, load_policy
 from dreamgym.world import World
+
+
+class DreamEpisodes(NamedTuple):
+    """One batch of dream episodes: returns (float64) and lengths in steps (int64)."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
 
 
 def evaluate_dream(
@@ -27,6 +35,19 @@ def evaluate_dream(
     Every env's first episode is one sample (autoreset off; reward stops counting at an env's
     first termination or truncation). The same seed gives the same returns (on CPU).
     """
+    return dream_episodes(world, policy, episodes, seed, temperature, max_steps, device).returns
+
+
+def dream_episodes(
+    world: World | str | os.PathLike,
+    policy: Policy | str,
+    episodes: int,
+    seed: int,
+    temperature: float | None = None,
+    max_steps: int | None = None,
+    device: str | torch.device = "auto",
+) -> DreamEpisodes:
+    """`evaluate_dream` with the episodes' lengths too (what `dreamgym calibrate` matches)."""
     if int(episodes) < 1:
         raise ValueError(f"episodes must be ≥ 1, got {episodes}")
     if isinstance(policy, str):
@@ -47,13 +68,15 @@ def evaluate_dream(
         )
     obs = env.reset_tensors(seed=seed)
     total = torch.zeros(env.num_envs, dtype=torch.float64, device=env.device)
+    length = torch.zeros(env.num_envs, dtype=torch.int64, device=env.device)
     alive = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
     for _ in range(env.max_episode_steps):
         actions = np.asarray(policy.act(obs.cpu().numpy()))
         step = env.step_tensors(torch.as_tensor(actions, device=env.device))
         total += torch.where(alive, step.reward, 0.0)
+        length += alive.long()
         alive &= ~step.done
         if not bool(alive.any()):
             break
         obs = step.obs
-    return total.cpu().numpy()
+    return DreamEpisodes(total.cpu().numpy(), length.cpu().numpy())

@@ -49,11 +49,18 @@ class EvaluateConfig:
 
 
 def returns_in(
-    mode: str, world: World, policy: Policy | str, config: Any, progress: bool
+    mode: str,
+    world: World,
+    policy: Policy | str,
+    config: Any,
+    progress: bool,
+    episodes: int | None = None,
 ) -> np.ndarray:
     """Returns of `policy` (a spec, or a loaded policy in the dream) in the dream or in reality,
-    with `config`'s episodes, seed, caps and devices (an `EvaluateConfig` or a `GapConfig`)."""
-    common = {"episodes": config.episodes, "seed": config.seed, "max_steps": config.max_steps}
+    with `config`'s episodes (or `episodes`), seed, caps and devices (an `EvaluateConfig` or a
+    `GapConfig`)."""
+    n = config.episodes if episodes is None else episodes
+    common = {"episodes": n, "seed": config.seed, "max_steps": config.max_steps}
     if mode == "dream":
         if isinstance(policy, str):
             policy = load_policy(policy, world, seed=config.seed)

@@ -57,13 +57,25 @@ class MDNRNNConfig:
     """Weight of positive (done) examples in the done loss; sampling undoes it (see done_probability)."""
     mixture: str = "per_dim"
     """"per_dim" (each latent dim its own mixture, the paper's code) or "shared" (one for all)."""
+    done_logit_offset: float = 0.0
+    """Added to the done logit when M is sampled (`dreamgym calibrate` fits it): teacher-forced
+    along real episodes the done head can be calibrated while free-running dreams, which drift
+    into states M is unsure of, still die too often. 0 = the head as trained."""
 
     def __post_init__(self) -> None:
         if self.mixture not in MIXTURE_KINDS:
             raise ValueError(f"mixture must be one of {MIXTURE_KINDS}, got {self.mixture!r}")
+        offset = float(self.done_logit_offset)
+        if not math.isfinite(offset):
+            raise ValueError(f"done_logit_offset must be a finite number, got {offset}")
+        self.done_logit_offset = offset
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as saved; an uncalibrated M (offset 0) writes no offset, as before it existed."""
+        d = asdict(self)
+        if d["done_logit_offset"] == 0.0:
+            del d["done_logit_offset"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> MDNRNNConfig:
@@ -275,8 +287,10 @@ class MDNRNN(nn.Module):
         return cache[1]
 
     def done_probability(self, done_logit: torch.Tensor) -> torch.Tensor:
-        """P(done) with the training's positive weight w undone: odds are divided by w."""
-        return torch.sigmoid(done_logit - math.log(self.config.done_pos_weight))
+        """P(done) with the training's positive weight w undone (odds divided by w), then the
+        calibrated offset added to the logit (`MDNRNNConfig.done_logit_offset`)."""
+        shift = self.config.done_logit_offset - math.log(self.config.done_pos_weight)
+        return torch.sigmoid(done_logit + shift)
 
 
 def mixture_kind(logpi: torch.Tensor, mu: torch.Tensor) -> str:

@@ -230,6 +230,7 @@ def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> Co
         evaluator.temperature,
         evaluator.max_steps,
         n,
+        world.mdnrnn.config.done_logit_offset,
     )
     state = load_state(out / STATE_FILE, fingerprint)
     search = Search.start(n, config.sigma0, config.popsize, config.seed, config.l2)

@@ -33,6 +33,7 @@ LEGACY_RUN = {
     "keep": "best-candidate",
     "eval_mean_every": 0,
     "mean_rollouts": None,
+    "done_logit_offset": 0.0,
 }
 """What a run saved before these options existed did: no CRN, no L2, the (tanh + 1)/2 head, the
 best candidate kept, no mean re-scoring. A fingerprint without a key has the key's value here."""
@@ -45,6 +46,7 @@ def run_fingerprint(
     temperature: float,
     max_steps: int,
     n: int,
+    done_logit_offset: float = 0.0,
 ) -> dict[str, Any]:
     """Options a resumed run must share with the saved one (`config` is a ControllerConfig).
 
@@ -71,6 +73,9 @@ def run_fingerprint(
         "keep": config.keep,
         "eval_mean_every": config.eval_mean_every,
         "mean_rollouts": config.mean_rollouts if rescoring else None,
+        # The world's calibration (`dreamgym calibrate`) changes the dream without touching M's
+        # weights, so it is part of what a resumed run must share.
+        "done_logit_offset": float(done_logit_offset),
     }
 
 
@@ -103,11 +108,19 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None
     diff = {k: (run.get(k), v) for k, v in fingerprint.items() if run.get(k) != v}
     if diff:
         what = ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
-        hint = " ".join(_flag(k, a) for k, (a, _) in diff.items() if k in LEGACY_RUN)
+        hint = " ".join(
+            _flag(k, a) for k, (a, _) in diff.items() if k in LEGACY_RUN and k != "done_logit_offset"
+        )
         raise ValueError(
             f"{path.parent} holds a controller run with other options: {what}; re-run with the "
             "same options to resume"
             + (f" (e.g. add {hint})" if hint else "")
+            + (
+                " (the world was calibrated since: `dreamgym calibrate` changed its done-logit "
+                "offset; calibrate it back or use the world the run started in)"
+                if "done_logit_offset" in diff
+                else ""
+            )
             + ", or pick a new --out"
         )
     if meta.get("cma_version") != cma.__version__:

@@ -102,6 +102,7 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
         "world": world.name,
         "env_id": world.env_id,
         "episodes": int(config.episodes),
+        "dream_episodes": int(config.dream_episodes),
         "seed": int(config.seed),
         "temperature": temperature,
         "max_steps": config.max_steps,
@@ -129,7 +130,8 @@ def diagnose_table(report: dict[str, Any]) -> str:
     lines = [f"### Fidelity of world `{report['world']}` ({report['env_id']})", ""]
     if report["suite"]:
         lines += [
-            f"Fixed policies, {report['episodes']} episodes each, same seeds in both "
+            f"Fixed policies, {report['episodes']} real episodes and "
+            f"{report.get('dream_episodes', report['episodes'])} dreams each, same seeds in both "
             f"(flag: |dream − real| > max({tol['relative']:.0%} of |real|, {tol['absolute']:g}))",
             "",
             suite_table(report["suite"], report["temperature"]),

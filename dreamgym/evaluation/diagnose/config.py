@@ -10,6 +10,8 @@ from dreamgym.policies import POLICY_SPECS_HELP
 from dreamgym.policies.fixed import DEFAULT_ALTERNATE_EVERY
 from dreamgym.utils.options import option
 
+DREAM_EPISODES = 256
+"""Dream episodes per suite policy: one batched `DreamVectorEnv`, seconds even for 256."""
 RELATIVE_TOLERANCE = 0.15
 """A dream mean within ±15% of the real mean is faithful ..."""
 ABSOLUTE_TOLERANCE = 30.0
@@ -25,7 +27,12 @@ class DiagnoseConfig:
         default=None,
         metadata={"help": f"more policies for the suite (one or more): {POLICY_SPECS_HELP}"},
     )
-    episodes: int = option(16, "episodes per policy, in the dream and in reality each")
+    episodes: int = option(16, "real episodes per policy")
+    dream_episodes: int = option(
+        DREAM_EPISODES,
+        "dream episodes per policy (one batch, so many cost little: the dream's mean is then "
+        "not the noisy side of the comparison)",
+    )
     seed: int = option(0, "seed of everything (real episode i uses seed + i)")
     workers: int | None = option(None, "real-env worker processes (default: CPU count)")
     ray: str | None = field(default=None, metadata=RAY_FIELD)
@@ -68,6 +75,8 @@ class DiagnoseConfig:
         """Refuse bad options before anything runs."""
         if int(self.episodes) < 1:
             raise ValueError(f"--episodes must be ≥ 1, got {self.episodes}")
+        if int(self.dream_episodes) < 1:
+            raise ValueError(f"--dream-episodes must be ≥ 1, got {self.dream_episodes}")
         if self.teacher_episodes is not None and int(self.teacher_episodes) < 1:
             raise ValueError(f"--teacher-episodes must be ≥ 1, got {self.teacher_episodes}")
         if self.rel_tol < 0 or self.abs_tol < 0:

@@ -121,7 +121,9 @@ def run_suite(
     """Every (label, spec) in the dream (one batch) and in reality (worker processes)."""
     rows = []
     for label, spec in policies:
-        dream = returns_in("dream", world, spec, config, progress=progress)
+        dream = returns_in(
+            "dream", world, spec, config, progress=progress, episodes=config.dream_episodes
+        )
         real = returns_in("real", world, spec, config, progress=progress)
         rows.append(
             suite_row(
