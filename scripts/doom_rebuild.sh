@@ -42,3 +42,19 @@ dreamgym gap --world $D/worlds/doom-z64-s100 --policy $D/tau/s100_t0.1 --episode
   --workers 2 --out $D/gap-t01 --no-progress
 # ship: python scripts/ship_world.py $D/worlds/doom-z64-s100 doom_takecover --controller $D/tau/s100_t0.1
 #   (then the card's hand-written sections: git show HEAD:dreamgym/worlds/doom_takecover/MODEL_CARD.md)
+# session 4: calibrate the shipped bundle's done head at τ 0.1 on its own training data (offset
+# −0.562; the default τ becomes 0.1), then diagnose it on 64 untouched episodes per policy and
+# score the shipped controller once more on untouched seeds.
+dreamgym calibrate --world dreamgym/worlds/doom_takecover --data $DATA --temperature 0.1 --no-progress
+dreamgym diagnose --world doom_takecover --episodes 64 --seed 120000 --no-teacher --out $D/diag-bundled-64 \
+  --no-progress
+dreamgym diagnose --world doom_takecover --out $D/diag-bundled-s0 --no-progress   # the command's defaults
+dreamgym evaluate --world doom_takecover --policy bundled --real --episodes 100 --seed 130000 --workers 2 \
+  --json --no-progress > $D/ship-real130k.json
+# measured and not shipped: zch at τ 0.1 (25 gen. × 32) and zh in the calibrated dream (25 gen. × 32)
+dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/tau/s100_zch_t0.1 --obs-mode zch \
+  --generations 25 --popsize 32 --rollouts 16 --temperature 0.1 --threads 2 --seed 0 --no-progress
+cp -r $D/worlds/doom-z64-s100 $D/worlds/doom-z64-s100-cal
+dreamgym calibrate --world $D/worlds/doom-z64-s100-cal --data $DATA --temperature 0.1 --no-progress
+dreamgym controller --world $D/worlds/doom-z64-s100-cal --out $D/tau/cal_t0.1 --generations 25 \
+  --popsize 32 --rollouts 16 --temperature 0.1 --threads 2 --seed 0 --no-progress
