@@ -387,3 +387,31 @@ def test_base_install_never_imports_ray(tmp_path: Path) -> None:
     assert 'pip install "dreamgym[ray]"' in out.stdout
     with pytest.raises(ValueError, match="not a Ray address"):
         collect(DOOM, 1, tmp_path / "x", ray_address="no address", progress=False)
+
+
+def test_doom_work_folder_exists_before_the_game_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ViZDoom makes ./_vizdoom/ on its first start. Worker processes racing on that mkdir died
+    ("Failed to create ./_vizdoom/ directory: File exists", then a segfault: `dreamgym demo` on
+    a fresh clone). make_real_env makes the folder, race-free, before gym.make starts a game."""
+    from dreamgym.envs import real
+
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    make = real.gym.make
+
+    def spy(env_id: str, **kwargs: object) -> gym.Env:
+        seen.append((Path("_vizdoom").is_dir(), env_id))
+        return make(env_id, **kwargs)
+
+    monkeypatch.setattr(real.gym, "make", spy)
+    real.make_real_env("VizdoomTakeCover-v1").close()
+    real.make_real_env("VizdoomTakeCover-v1").close()  # and again, with the folder there
+    real.make_real_env("CarRacing-v3").close()
+    assert seen == [
+        (True, "VizdoomTakeCover-v1"),
+        (True, "VizdoomTakeCover-v1"),
+        (True, "CarRacing-v3"),
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_vizdoom"]

@@ -5,6 +5,7 @@ Imports only gymnasium: `import dreamgym` reads the step limits below for its re
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -12,6 +13,11 @@ from gymnasium.error import DependencyNotInstalled
 
 # The paper capped TakeCover episodes at 2,100 steps; the scenario itself has no limit.
 DEFAULT_MAX_EPISODE_STEPS: dict[str, int] = {"VizdoomTakeCover-v1": 2100}
+VIZDOOM_WORK_DIR = "_vizdoom"
+"""ViZDoom writes its config into ./_vizdoom/ and creates the folder when it is missing. Two
+worker processes starting at once in a fresh directory race on that mkdir, and the loser dies
+("Failed to create ./_vizdoom/ directory: File exists", then a segfault). So the folder is made
+first, race-free, before any game starts."""
 
 
 def ensure_registered(env_id: str) -> None:
@@ -28,6 +34,8 @@ def ensure_registered(env_id: str) -> None:
 def make_real_env(env_id: str, max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
     """gym.make with the env's package imported and the paper's step cap where the env has none."""
     ensure_registered(env_id)
+    if env_id.startswith("Vizdoom"):
+        os.makedirs(VIZDOOM_WORK_DIR, exist_ok=True)
     if max_episode_steps is None:
         max_episode_steps = DEFAULT_MAX_EPISODE_STEPS.get(env_id)
     try:
