@@ -58,3 +58,5 @@ cp -r $D/worlds/doom-z64-s100 $D/worlds/doom-z64-s100-cal
 dreamgym calibrate --world $D/worlds/doom-z64-s100-cal --data $DATA --temperature 0.1 --no-progress
 dreamgym controller --world $D/worlds/doom-z64-s100-cal --out $D/tau/cal_t0.1 --generations 25 \
   --popsize 32 --rollouts 16 --temperature 0.1 --threads 2 --seed 0 --no-progress
+dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/tau/s100_p64_t0.1 --generations 18 \
+  --popsize 64 --rollouts 16 --temperature 0.1 --threads 2 --seed 0 --no-progress
