@@ -339,12 +339,8 @@ def write_calibration(world: World, report: dict[str, Any], argv: str | None) ->
     """Store the offset and τ in the bundle's config.json (atomically) with what produced them."""
     assert world.path is not None
     config = world.config
-    config["mdnrnn"] = {
-        **config["mdnrnn"],
-        "done_logit_offset": float(report["offset"]),
-    }
-    if config["mdnrnn"]["done_logit_offset"] == 0.0:
-        del config["mdnrnn"]["done_logit_offset"]
+    world.mdnrnn.config.done_logit_offset = float(report["offset"])
+    config["mdnrnn"] = world.mdnrnn.config.to_dict()  # its rule: an offset of 0 is not written
     config["temperature"] = float(report["temperature"])
     record = {k: v for k, v in report.items() if k not in ("world", "written")}
     if argv:
@@ -352,7 +348,6 @@ def write_calibration(world: World, report: dict[str, Any], argv: str | None) ->
     config.setdefault("provenance", {})["calibration"] = record
     path = world.path / CONFIG_FILE
     atomic_write_json(path, config)
-    world.mdnrnn.config.done_logit_offset = float(report["offset"])
     return path
 
 
