@@ -16,6 +16,7 @@ import torch
 from conftest import build_tiny_world, set_done_logit
 
 from dreamgym.cli import main as cli_main
+from dreamgym.controllers import LinearController
 from dreamgym.data import collect, load_episode, load_manifest
 from dreamgym.evaluation import evaluate_dream, evaluate_real
 from dreamgym.evaluation import real as real_module
@@ -257,3 +258,53 @@ def test_diagnose_refuses_bad_options(doom_world: Path, capsys: pytest.CaptureFi
     assert "is not an action of Discrete(3)" in capsys.readouterr().err
     with pytest.raises(ValueError, match="leave nothing to diagnose"):
         diagnose(DiagnoseConfig(world=str(doom_world), suite=False, teacher=False))
+
+
+def test_real_from_reuses_world_independent_returns(
+    tmp_path: Path, doom_world: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = ["diagnose", "--world", str(doom_world), "--episodes", "2", "--max-steps", str(STEPS)]
+    base += ["--workers", "1", "--resamples", "50", "--dream-episodes", "2", "--no-teacher"]
+    base += ["--no-figures", "--no-progress"]
+    first = tmp_path / "first"
+    assert cli_main([*base, "--out", str(first)]) == 0
+    earlier = json.loads((first / "diagnose.json").read_text())
+
+    # The second run plays only what acts through the world: here the controller.
+    ctrl = LinearController(World.load(doom_world))
+    ctrl.set_params(np.random.default_rng(0).normal(0.0, 0.5, ctrl.n_params))
+    ctrl_dir = ctrl.save(tmp_path / "ctrl", world=World.load(doom_world))
+    played: list[str] = []
+    original = real_module.evaluate_real
+
+    def counting(world: World, policy: object, **kwargs: object) -> np.ndarray:
+        played.append(policy if isinstance(policy, str) else getattr(policy, "spec", "?"))
+        return original(world, policy, **kwargs)
+
+    monkeypatch.setattr("dreamgym.evaluation.jobs.evaluate_real", counting)
+    second = tmp_path / "second"
+    argv = [*base, "--out", str(second), "--real-from", str(first), "--policy", str(ctrl_dir)]
+    assert cli_main(argv) == 0
+    report = json.loads((second / "diagnose.json").read_text())
+    assert played == [str(ctrl_dir)]
+    fixed = [r["spec"] for r in earlier["suite"]]
+    assert report["real_reused"] == {"from": str(first), "specs": fixed}
+    for old, new in zip(earlier["suite"], report["suite"][: len(fixed)], strict=True):
+        assert new["real"]["returns"] == old["real"]["returns"]
+
+    # Another seed's (or episode count's) report is of other episodes: refused, naming both.
+    with pytest.raises(ValueError, match=r"seed 0 \(here 5\)"):
+        diagnose(
+            DiagnoseConfig(
+                world=str(doom_world),
+                episodes=2,
+                max_steps=STEPS,
+                seed=5,
+                teacher=False,
+                real_from=str(first / "diagnose.json"),
+                workers=1,
+                progress=False,
+            )
+        )
+    with pytest.raises(FileNotFoundError, match="no diagnose.json there"):
+        diagnose(DiagnoseConfig(world=str(doom_world), teacher=False, real_from=str(tmp_path)))

@@ -27,6 +27,7 @@ from dreamgym.evaluation.diagnose.config import (
     DiagnoseConfig,
 )
 from dreamgym.evaluation.diagnose.figures import write_figures
+from dreamgym.evaluation.diagnose.reuse import REPORT_FILE, load_real_returns
 from dreamgym.evaluation.diagnose.suite import (
     fidelity_check,
     fixed_suite,
@@ -44,7 +45,6 @@ from dreamgym.policies import load_policy
 from dreamgym.utils.files import atomic_write_json
 from dreamgym.world import World
 
-REPORT_FILE = "diagnose.json"
 DEFAULT_OUT = "diagnose"
 """Reports go to diagnose/<world name> unless --out says otherwise."""
 
@@ -60,6 +60,7 @@ __all__ = [
     "done_auc",
     "fidelity_check",
     "fixed_suite",
+    "load_real_returns",
     "run_suite",
     "suite_row",
     "suite_table",
@@ -83,7 +84,17 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
     temperature = config.temperature if config.temperature is not None else world.temperature
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    rows = run_suite(world, policies, config, config.progress) if policies else []
+    known_real = {}
+    if config.real_from is not None and policies:
+        known_real = load_real_returns(
+            config.real_from,
+            world.env_id,
+            int(config.seed),
+            int(config.episodes),
+            config.max_steps,
+        )
+    reused = [spec for _, spec in policies if spec in known_real]
+    rows = run_suite(world, policies, config, config.progress, known_real) if policies else []
     seconds["suite"] = time.perf_counter() - t0
     teacher, episodes, forced = None, [], []
     if config.teacher:
@@ -108,6 +119,7 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
         "max_steps": config.max_steps,
         "tolerance": {"relative": config.rel_tol, "absolute": config.abs_tol},
         "suite": rows,
+        "real_reused": {"from": config.real_from, "specs": reused} if reused else None,
         "suite_ok": all(r["ok"] for r in rows),
         "flagged": [r["policy"] for r in rows if not r["ok"]],
         "teacher": teacher,
@@ -137,6 +149,13 @@ def diagnose_table(report: dict[str, Any]) -> str:
             suite_table(report["suite"], report["temperature"]),
             "",
         ]
+        reused = report.get("real_reused")
+        if reused:
+            lines += [
+                f"Real returns of {len(reused['specs'])} world-independent policies read from "
+                f"{reused['from']} (same env, seeds, episodes and cap).",
+                "",
+            ]
     t = report.get("teacher")
     if t is not None:
         err, term = t["return_error"], t["terminations"]

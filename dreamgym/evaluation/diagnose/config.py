@@ -61,6 +61,12 @@ class DiagnoseConfig:
     teacher_episodes: int | None = option(
         None, "real episodes to teacher-force M on (default: --episodes)"
     )
+    real_from: str | None = option(
+        None,
+        "reuse the real returns of the fixed policies and random from this earlier diagnose "
+        "report (its directory or diagnose.json; same env, --seed, --episodes and "
+        "--max-steps): they do not depend on the world, so comparing worlds plays them once",
+    )
     out: str | None = option(
         None, "directory for diagnose.json and the figures (default: diagnose/WORLD)"
     )

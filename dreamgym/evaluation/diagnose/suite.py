@@ -116,15 +116,23 @@ def suite_row(
 
 
 def run_suite(
-    world: World, policies: list[tuple[str, str]], config: Any, progress: bool
+    world: World,
+    policies: list[tuple[str, str]],
+    config: Any,
+    progress: bool,
+    known_real: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every (label, spec) in the dream (one batch) and in reality (worker processes)."""
-    rows = []
+    """Every (label, spec) in the dream (one batch) and in reality (worker processes); the real
+    returns of a spec in `known_real` (an earlier report's, `reuse`) are taken from there."""
+    rows, known = [], known_real or {}
     for label, spec in policies:
         dream = returns_in(
             "dream", world, spec, config, progress=progress, episodes=config.dream_episodes
         )
-        real = returns_in("real", world, spec, config, progress=progress)
+        if spec in known:
+            real = known[spec]
+        else:
+            real = returns_in("real", world, spec, config, progress=progress)
         rows.append(
             suite_row(
                 label,
