@@ -14,7 +14,9 @@ def run(config: CalibrateConfig) -> int:
         return 0
     print(calibration_table(report))
     if report["written"]:
-        print(f"\nwrote the offset and τ={report['temperature']:g} to {report['world']}/config.json")
+        print(
+            f"\nwrote the offset and τ={report['temperature']:g} to {report['world']}/config.json"
+        )
     else:
         print("\n--dry-run: the world is unchanged")
     return 0

@@ -109,7 +109,9 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None
     if diff:
         what = ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items())
         hint = " ".join(
-            _flag(k, a) for k, (a, _) in diff.items() if k in LEGACY_RUN and k != "done_logit_offset"
+            _flag(k, a)
+            for k, (a, _) in diff.items()
+            if k in LEGACY_RUN and k != "done_logit_offset"
         )
         raise ValueError(
             f"{path.parent} holds a controller run with other options: {what}; re-run with the "
