@@ -29,6 +29,7 @@ from dreamgym.evaluation.diagnose import (
     suite_row,
     teacher_force_episode,
 )
+from dreamgym.evaluation.diagnose.config import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE
 from dreamgym.evaluation.diagnose.teacher import RealEpisode
 from dreamgym.policies import AlternatingPolicy, ConstantPolicy, load_policy
 from dreamgym.preprocessing import preprocessing_for
@@ -235,7 +236,7 @@ def test_diagnose_cli_table_json_and_figures(
         assert math.isfinite(d) and math.isfinite(real) and len(r["real"]["returns"]) == 2
         assert len(r["dream"]["returns"]) == 3
         assert r["ratio"] == pytest.approx(d / real)
-        assert r["ok"] == fidelity_check(d, real, 0.15, 30.0)["ok"]
+        assert r["ok"] == fidelity_check(d, real, RELATIVE_TOLERANCE, ABSOLUTE_TOLERANCE)["ok"]
     # Same seeds as `dreamgym evaluate`: the dream column is evaluate_dream's.
     dream = evaluate_dream(doom_world, "constant:1", episodes=3, seed=0, max_steps=STEPS)
     assert report["suite"][1]["dream"]["returns"] == dream.tolist()

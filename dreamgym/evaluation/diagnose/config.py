@@ -12,8 +12,10 @@ from dreamgym.utils.options import option
 
 DREAM_EPISODES = 256
 """Dream episodes per suite policy: one batched `DreamVectorEnv`, seconds even for 256."""
-RELATIVE_TOLERANCE = 0.15
-"""A dream mean within ±15% of the real mean is faithful ..."""
+RELATIVE_TOLERANCE = 0.25
+"""A dream mean within ±25% of the real mean is faithful ... (the bar the bundled worlds are
+built to: a 16-episode real mean alone carries ~±12% standard error, so ±15% flagged faithful
+worlds about as often as unfaithful ones)"""
 ABSOLUTE_TOLERANCE = 30.0
 """... and so is one within ±30 of it (what counts near a real mean of zero)."""
 
