@@ -7,6 +7,7 @@ then acts in the real env, whose frames V encodes and whose history M tracks
 
     python examples/ppo_in_the_dream.py --world carracing --steps 200000
     python examples/ppo_in_the_dream.py --world path/to/world --steps 50000 --out agents/ppo
+    python examples/ppo_in_the_dream.py --world carracing --steps 1000000 --temperature 1.3
 
 Without a bundled "carracing" world it falls back to an untrained one (plumbing only: its
 dreams are noise, so the agent learns nothing useful).
@@ -35,6 +36,12 @@ def main() -> None:
     )
     parser.add_argument("--real-steps", type=int, default=1000, help="step cap of the real episode")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="dream temperature τ (default: the world's; on carracing 1.3 transferred better)",
+    )
     args = parser.parse_args()
 
     if args.world == "carracing" and "carracing" not in bundled_world_names():
@@ -44,7 +51,11 @@ def main() -> None:
         world = World.load(args.world)
 
     # 1. Train in the dream: one batched core, SB3 semantics (same-step resets).
-    venv = VecMonitor(DreamVecEnv(world, n_envs=args.n_envs, obs_mode="zh", seed=args.seed))
+    venv = VecMonitor(
+        DreamVecEnv(
+            world, n_envs=args.n_envs, obs_mode="zh", temperature=args.temperature, seed=args.seed
+        )
+    )
     model = PPO(
         "MlpPolicy",
         venv,
