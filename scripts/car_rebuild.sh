@@ -58,3 +58,19 @@ dreamgym sb3 --world carracing --algo ppo --steps 1000000 --n-envs 64 --seed 0 -
   --algo-kwargs '{"n_steps": 64, "batch_size": 1024, "n_epochs": 4}' --out $D/agents/ppo-car --no-progress
 dreamgym evaluate --world carracing --policy $D/agents/ppo-car.zip --real --episodes 20 --seed 340000 \
   --workers 2 --json --no-progress
+# --- session 7: the controller shipped now. CMA-ES in the shipped world at other τ and seeds,
+# each scored on the selection seeds (20 episodes 10000+, 16 episodes 300000+), the best
+# (τ 1.3, seed 0) scored once on the untouched seeds 320000+ and bundled.
+for run in "1.15 0" "1.3 0" "1.3 1"; do set -- $run
+  dreamgym controller --world carracing --out $D/runs/car-t$1-s$2 --generations 20 --popsize 64 \
+    --rollouts 16 --temperature $1 --threads 1 --seed $2 --no-progress
+  dreamgym evaluate --world carracing --policy $D/runs/car-t$1-s$2 --real --episodes 20 --seed 10000 \
+    --workers 1 --json --no-progress
+done
+dreamgym evaluate --world carracing --policy $D/runs/car-t1.3-s0 --real --episodes 100 --seed 320000 \
+  --workers 2 --json --no-progress
+python -c "from dreamgym.world import World, BUNDLED_DIR; from dreamgym.controllers import bundle_controller; \
+bundle_controller(World.load(BUNDLED_DIR / 'carracing'), '$D/runs/car-t1.3-s0')"
+# PPO in the dream at τ 1.3: 1M steps (81.3 real) and 4M steps (46.7 real), seeds 340000+
+dreamgym sb3 --world carracing --algo ppo --steps 1000000 --n-envs 64 --temperature 1.3 \
+  --algo-kwargs '{"n_steps": 64, "batch_size": 1024, "n_epochs": 4}' --out $D/agents/ppo-car-t1.3 --no-progress
