@@ -66,6 +66,8 @@ for run in "1.15 0" "1.3 0" "1.3 1"; do set -- $run
     --rollouts 16 --temperature $1 --threads 1 --seed $2 --no-progress
   dreamgym evaluate --world carracing --policy $D/runs/car-t$1-s$2 --real --episodes 20 --seed 10000 \
     --workers 1 --json --no-progress
+  dreamgym evaluate --world carracing --policy $D/runs/car-t$1-s$2 --real --episodes 16 --seed 300000 \
+    --workers 1 --json --no-progress   # run for the two τ 1.3 controllers
 done
 dreamgym evaluate --world carracing --policy $D/runs/car-t1.3-s0 --real --episodes 100 --seed 320000 \
   --workers 2 --json --no-progress
