@@ -76,3 +76,31 @@ bundle_controller(World.load(BUNDLED_DIR / 'carracing'), '$D/runs/car-t1.3-s0')"
 # PPO in the dream at τ 1.3: 1M steps (81.3 real) and 4M steps (46.7 real), seeds 340000+
 dreamgym sb3 --world carracing --algo ppo --steps 1000000 --n-envs 64 --temperature 1.3 \
   --algo-kwargs '{"n_steps": 64, "batch_size": 1024, "n_epochs": 4}' --out $D/agents/ppo-car-t1.3 --no-progress
+# --- session 8 (not shipped). (a) The shipped search resumed from 20 to 40 generations: 315.6 on
+# seeds 10000+ (the 20-generation one: 522.8).
+cp -r $D/runs/car-t1.3-s0 $D/runs/car-t1.3-s0-g40
+dreamgym controller --world carracing --out $D/runs/car-t1.3-s0-g40 --generations 40 --popsize 64 \
+  --rollouts 16 --temperature 1.3 --threads 1 --seed 0 --no-progress
+dreamgym evaluate --world carracing --policy $D/runs/car-t1.3-s0-g40 --real --episodes 20 --seed 10000 \
+  --workers 1 --json --no-progress
+# (b) failure data: 30 real episodes of each of the two controllers the dream over-rates most, M on
+# the shipped world's 102 episodes plus these 60, the shipped search in it (245.2 on seeds 10000+).
+dreamgym collect --env CarRacing-v3 --episodes 30 --policy $D/runs/car-t1.3-s1 --world carracing \
+  --seed 220000 --workers 1 --out $D/car-onpol-s1 --no-progress
+dreamgym collect --env CarRacing-v3 --episodes 30 --policy $D/runs/car-t1.15-s0 --world carracing \
+  --seed 230000 --workers 1 --out $D/car-onpol-t115 --no-progress
+dreamgym train --data $D/car-coverage $D/car-onpol0a $D/car-onpol-s1 $D/car-onpol-t115 --vae-from carracing \
+  --vae-epochs 0 --rnn-epochs 20 --reward-weight 10 --reward-overpay 1 --temperature 1.0 --threads 1 \
+  --no-progress --out $D/worlds/car-fail --name carracing
+dreamgym controller --world $D/worlds/car-fail --out $D/runs/car-fail-t1.3-s0 --generations 20 --popsize 64 \
+  --rollouts 16 --temperature 1.3 --threads 1 --seed 0 --no-progress
+dreamgym evaluate --world $D/worlds/car-fail --policy $D/runs/car-fail-t1.3-s0 --real --episodes 20 \
+  --seed 10000 --workers 1 --json --no-progress
+# the card's dream-rank table: 64 dreams at τ 1.0, seeds 300000+, of the fixed suite and four controllers
+# (session 6's controller is the bundle's at df93737: git show df93737:dreamgym/worlds/carracing/controller.*)
+for w in carracing $D/worlds/car-fail; do
+  for p in constant:0,0,0 constant:0,1,0 constant:0,0.5,0 constant:-1,1,0 constant:1,1,0 constant:0,0,1 random \
+           alternate:-1,1,0/1,1,0@10 $D/runs/car-t1.3-s0 $D/runs/car-s6-ctrl $D/runs/car-t1.15-s0 $D/runs/car-t1.3-s1; do
+    dreamgym evaluate --world $w --policy $p --episodes 64 --seed 300000 --temperature 1.0 --json --no-progress
+  done
+done
