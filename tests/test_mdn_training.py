@@ -194,7 +194,7 @@ def test_unset_options_resolve_to_new_defaults_or_to_an_old_runs() -> None:
 
 
 def test_windowed_shared_trainer_reproduces_main_exactly() -> None:
-    """`--mixture shared --rnn-sequences windows` (legacy) trains bit for bit as before.
+    """`--mixture shared --rnn-sequences windows` (legacy) trains as before, to 1e-6.
 
     Pinned on main before per-dim M (one torch thread, as conftest sets). Compared to 1e-6:
     the same code on another CPU (AMD EPYC, session 7) differs in the 8th digit (float32 kernels
