@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BOX_ACTIONS, TINY_HIDDEN, TINY_LATENT, build_tiny_world
+from conftest import BOX_ACTIONS, TINY_HIDDEN, TINY_LATENT, build_tiny_world, set_done_logit
 from safetensors import safe_open
 from safetensors.numpy import load_file as load_np
 from safetensors.numpy import save_file as save_np
@@ -26,7 +26,7 @@ from dreamgym.policies.linear import (
 )
 from dreamgym.training.cmaes import HISTORY_FILE, STATE_FILE, ControllerConfig, train_controller
 from dreamgym.training.cmaes_search import Search, _ask, _generation_seeds, _mean_seed
-from dreamgym.training.population import PopulationEvaluator
+from dreamgym.training.population import EnsembleEvaluator, PopulationEvaluator, member_seed
 from dreamgym.world import World
 from dreamgym.wrappers import WorldModelObservation
 
@@ -273,3 +273,85 @@ def test_a_run_does_not_resume_in_a_recalibrated_world(tmp_path: Path, box_world
         train_controller(run_config(world_dir, tmp_path / "run", generations=2))
     history = json.loads((tmp_path / "run" / HISTORY_FILE).read_text())
     assert history["run"]["done_logit_offset"] == 0.0
+
+
+# --- ensembles: candidates scored in other M's dreams, h tracked by the controller's own M -----
+def _member(world: World, done_logit: float | None = None, jitter: float = 0.0) -> World:
+    """A copy of `world` (same V) whose M is changed: a constant done logit and/or noise."""
+    member = world.copy_to("cpu")
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(7)
+        for p in member.mdnrnn.parameters():
+            p.add_(jitter * torch.randn(p.shape, generator=g))
+    if done_logit is not None:
+        set_done_logit(member, done_logit)
+    return member
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("obs_mode", ["zh", "zch"])
+def test_a_member_equal_to_the_world_dreams_what_the_world_dreams(
+    discrete: bool, obs_mode: str
+) -> None:
+    """Tracking h beside a member's dream is the dream's own h when the member is the world."""
+    world = build_tiny_world(discrete=discrete, done_logit=-2.5)
+    params = np.stack(
+        [random_params(LinearController(world, obs_mode=obs_mode).n_params, s) for s in range(4)]
+    )
+    own = PopulationEvaluator(world, 4, 3, obs_mode=obs_mode, device="cpu")(params, seed=5)
+    copy = PopulationEvaluator(
+        world, 4, 3, obs_mode=obs_mode, device="cpu", dream_world=_member(world)
+    )(params, seed=5)
+    np.testing.assert_array_equal(own, copy)
+    alone = EnsembleEvaluator(world, [], 4, 3, obs_mode=obs_mode, device="cpu")(params, seed=5)
+    np.testing.assert_array_equal(own, alone)
+
+
+def test_an_ensemble_scores_every_candidate_in_every_member() -> None:
+    world = build_tiny_world(discrete=False, done_logit=-2.5)
+    short = _member(world, done_logit=30.0)  # every dream ends at its first step
+    other = _member(world, jitter=0.05)
+    params = np.stack([random_params(LinearController(world).n_params, s) for s in range(4)])
+    ens = EnsembleEvaluator(world, [short, other], 4, 3, device="cpu", max_steps=6)
+    assert ens.size == 3
+    returns = ens(params, seed=11)
+    assert returns.shape == (4, 9)
+    alone = PopulationEvaluator(world, 4, 3, device="cpu", max_steps=6)
+    np.testing.assert_array_equal(returns[:, :3], alone(params, seed=11))
+    for k, member in ((1, short), (2, other)):
+        ev = PopulationEvaluator(world, 4, 3, device="cpu", max_steps=6, dream_world=member)
+        np.testing.assert_array_equal(returns[:, 3 * k : 3 * k + 3], ev(params, member_seed(11, k)))
+    one_step = PopulationEvaluator(short, 4, 3, device="cpu", max_steps=1)(
+        params, member_seed(11, 1)
+    )
+    np.testing.assert_allclose(returns[:, 3:6], one_step, rtol=1e-6)  # the first reward only
+    assert not np.allclose(returns[:, 6:], returns[:, :3])
+
+
+def test_a_member_must_share_v_env_and_actions() -> None:
+    world = build_tiny_world(discrete=False)
+    with pytest.raises(ValueError, match="another V.*--vae-from"):
+        PopulationEvaluator(world, 2, 1, device="cpu", dream_world=build_tiny_world(False, seed=1))
+    with pytest.raises(ValueError, match="models VizdoomTakeCover-v1, not CarRacing-v3"):
+        EnsembleEvaluator(world, [build_tiny_world(discrete=True)], 2, 1, device="cpu")
+
+
+def test_an_ensemble_run_records_its_members_and_resumes_only_with_them(
+    tmp_path: Path, box_world_dir: Path
+) -> None:
+    world = World.load(box_world_dir)
+    member_dir = _member(world, jitter=0.05).save(tmp_path / "member")
+    out = tmp_path / "run"
+    base = ["controller", "--world", str(box_world_dir), "--out", str(out), "--popsize", "4",
+            "--rollouts", "2", "--max-steps", "5", "--mean-rollouts", "2", "--device", "cpu",
+            "--no-progress"]  # fmt: skip
+    assert cli_main([*base, "--generations", "1", "--ensemble", str(member_dir)]) == 0
+    meta = json.loads((out / CONTROLLER_META).read_text())
+    assert [m["path"] for m in meta["ensemble"]] == [str(member_dir)]
+    history = json.loads((out / HISTORY_FILE).read_text())
+    assert len(history["run"]["ensemble"]) == 1
+    with pytest.raises(ValueError, match="ensemble.*pass the worlds the run started with"):
+        train_controller(run_config(box_world_dir, out, generations=2, popsize=4, rollouts=2,
+                                    max_steps=5, mean_rollouts=2, seed=0))  # fmt: skip
+    assert cli_main([*base, "--generations", "2", "--ensemble", str(member_dir)]) == 0
+    assert len(json.loads((out / HISTORY_FILE).read_text())["generations"]) == 2

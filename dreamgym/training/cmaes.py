@@ -42,6 +42,7 @@ from dreamgym.policies.linear import (
     CONTROLLER_WEIGHTS,
     DEFAULT_ACTION_HEAD,
     LinearController,
+    world_fingerprint,
 )
 from dreamgym.training.cmaes_search import Search
 from dreamgym.training.cmaes_state import (
@@ -50,7 +51,7 @@ from dreamgym.training.cmaes_state import (
     load_state,
     run_fingerprint,
 )
-from dreamgym.training.population import PopulationEvaluator
+from dreamgym.training.population import EnsembleEvaluator
 from dreamgym.utils.files import atomic_write_json
 from dreamgym.utils.options import option
 from dreamgym.utils.threads import torch_threads
@@ -119,6 +120,14 @@ class ControllerConfig:
         DEFAULT_ACTION_HEAD,
         "Box action map: paper = clip(tanh x, 0, 1) on [0, 1] dims, affine = (tanh x + 1)/2",
         choices=ACTION_HEADS,
+    )
+    ensemble: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "more worlds (same V, e.g. M trained with another --seed) whose dreams also "
+            "score every candidate, ROLLOUTS each; the controller reads --world's h, tracked "
+            "beside each member's dream (default: none)"
+        },
     )
     device: str = option("auto", "auto, cpu or cuda")
     seed: int = option(0, "seed of CMA-ES sampling and of the dream rollouts")
@@ -197,9 +206,10 @@ def _check_config(config: ControllerConfig) -> None:
 
 
 def _evaluators(
-    config: ControllerConfig, world: World, device: Any
-) -> tuple[PopulationEvaluator, PopulationEvaluator | None]:
-    """The generation's evaluator (P × R) and the mean's (1 × mean_rollouts), if re-scoring."""
+    config: ControllerConfig, world: World, members: list[World], device: Any
+) -> tuple[EnsembleEvaluator, EnsembleEvaluator | None]:
+    """The generation's evaluator (P × R per world) and the mean's (1 × mean_rollouts per
+    world), if re-scoring; `members` are the ensemble's other worlds (none: the world alone)."""
     common = {
         "obs_mode": config.obs_mode,
         "temperature": config.temperature,
@@ -209,19 +219,20 @@ def _evaluators(
         "done_threshold": config.done_threshold,
         "action_head": config.action_head,
     }
-    evaluator = PopulationEvaluator(
-        world, config.popsize, config.rollouts, crn=config.crn, **common
+    evaluator = EnsembleEvaluator(
+        world, members, config.popsize, config.rollouts, crn=config.crn, **common
     )
     if config.eval_mean_every == 0:
         return evaluator, None
-    return evaluator, PopulationEvaluator(world, 1, config.mean_rollouts, **common)
+    return evaluator, EnsembleEvaluator(world, members, 1, config.mean_rollouts, **common)
 
 
 def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> ControllerResult:
     out = Path(config.out)
     device = resolve_device(config.device)
     world = World.load(config.world, device=device)
-    evaluator, mean_evaluator = _evaluators(config, world, device)
+    members = [World.load(m, device=device) for m in config.ensemble]
+    evaluator, mean_evaluator = _evaluators(config, world, members, device)
     n = LinearController(world, obs_mode=config.obs_mode).n_params
     fingerprint = run_fingerprint(
         config,
@@ -231,6 +242,7 @@ def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> Co
         evaluator.max_steps,
         n,
         world.mdnrnn.config.done_logit_offset,
+        [_member_fingerprint(m) for m in members],
     )
     state = load_state(out / STATE_FILE, fingerprint)
     search = Search.start(n, config.sigma0, config.popsize, config.seed, config.l2)
@@ -238,7 +250,7 @@ def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> Co
         search.replay(state, config.progress)
     out.mkdir(parents=True, exist_ok=True)
     write_outputs = functools.partial(
-        _write_outputs, out, world, config, evaluator, fingerprint, search
+        _write_outputs, out, world, members, config, evaluator, fingerprint, search
     )
     if state is not None:
         write_outputs()  # heal a run interrupted between its state file and its views
@@ -286,6 +298,14 @@ def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> Co
     )
 
 
+def _member_fingerprint(member: World) -> dict[str, Any]:
+    """What a resumed run must share with an ensemble member: its M and its calibration."""
+    return {
+        "mdnrnn_sha256": member.config.get("files", {}).get(MDNRNN_FILE),
+        "done_logit_offset": float(member.mdnrnn.config.done_logit_offset),
+    }
+
+
 def _postfix(entry: dict[str, Any]) -> dict[str, str]:
     """The progress bar's summary of one generation."""
     postfix = {
@@ -303,8 +323,9 @@ def _postfix(entry: dict[str, Any]) -> dict[str, str]:
 def _write_outputs(
     out: Path,
     world: World,
+    members: list[World],
     config: ControllerConfig,
-    evaluator: PopulationEvaluator,
+    evaluator: EnsembleEvaluator,
     fingerprint: dict[str, Any],
     search: Search,
 ) -> None:
@@ -327,6 +348,7 @@ def _write_outputs(
         l2=float(config.l2),
         trained_generations=len(search.fitness),
         trainer="cma-es",
+        **({"ensemble": [world_fingerprint(m) for m in members]} if members else {}),
     )
     summary = {k: chosen[k] for k in ("kept", "best_candidate", "best_mean")}
     atomic_write_json(

@@ -34,6 +34,7 @@ LEGACY_RUN = {
     "eval_mean_every": 0,
     "mean_rollouts": None,
     "done_logit_offset": 0.0,
+    "ensemble": [],
 }
 """What a run saved before these options existed did: no CRN, no L2, the (tanh + 1)/2 head, the
 best candidate kept, no mean re-scoring. A fingerprint without a key has the key's value here."""
@@ -47,6 +48,7 @@ def run_fingerprint(
     max_steps: int,
     n: int,
     done_logit_offset: float = 0.0,
+    ensemble: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Options a resumed run must share with the saved one (`config` is a ControllerConfig).
 
@@ -76,6 +78,8 @@ def run_fingerprint(
         # The world's calibration (`dreamgym calibrate`) changes the dream without touching M's
         # weights, so it is part of what a resumed run must share.
         "done_logit_offset": float(done_logit_offset),
+        # Other worlds whose dreams score the candidates (`--ensemble`): their M and calibration.
+        "ensemble": list(ensemble or []),
     }
 
 
@@ -111,7 +115,7 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None
         hint = " ".join(
             _flag(k, a)
             for k, (a, _) in diff.items()
-            if k in LEGACY_RUN and k != "done_logit_offset"
+            if k in LEGACY_RUN and k not in ("done_logit_offset", "ensemble")
         )
         raise ValueError(
             f"{path.parent} holds a controller run with other options: {what}; re-run with the "
@@ -121,6 +125,12 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None
                 " (the world was calibrated since: `dreamgym calibrate` changed its done-logit "
                 "offset; calibrate it back or use the world the run started in)"
                 if "done_logit_offset" in diff
+                else ""
+            )
+            + (
+                " (its --ensemble worlds, or their calibration, differ: pass the worlds the run "
+                "started with)"
+                if "ensemble" in diff
                 else ""
             )
             + ", or pick a new --out"

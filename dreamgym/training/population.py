@@ -13,9 +13,19 @@ laid out as P candidates × R rollouts (row p·R + r) and the core draws each ra
 for R rows from its one generator and repeats it P times (`DreamVectorEnv(noise_groups=R)`,
 `dreamgym.models.noise`); no per-row generators. Without CRN each of the P·R rows draws its own.
 Rows still diverge wherever the candidates' actions do: CRN shares the noise, not the states.
+
+Ensembles (`EnsembleEvaluator`, `dreamgym controller --ensemble`): a candidate can also be scored
+in the dreams of other M's trained on the same V. The controller reads [z, h] of ITS world's M
+(the one it ships with), so in another member's dream that M's LSTM runs beside the dream on the
+dream's z and the actions, exactly as the transfer wrapper tracks h on real frames: each member
+is an "other reality" for the controller. A controller that farms one M's private errors scores
+badly in the others' dreams, which is what model ensembles are for (Kurutach et al. 2018,
+ME-TRPO; Chua et al. 2018, PETS).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -38,6 +48,9 @@ class PopulationEvaluator:
     module docstring); without it each of the P·R envs draws its own reset and dream noise. The
     env's one generator is seeded per call. `termination` and `done_threshold` are the dream's
     (`DreamSettings`); `action_head` is the controllers' (`dreamgym.policies.linear`).
+
+    `dream_world` (default: `world`) makes the dream; the controller still reads `world`'s h,
+    which `world`'s LSTM tracks on the dream's z and the actions (see the module docstring).
     """
 
     def __init__(
@@ -53,8 +66,13 @@ class PopulationEvaluator:
         done_threshold: float = 0.5,
         crn: bool = True,
         action_head: str = DEFAULT_ACTION_HEAD,
+        dream_world: World | None = None,
     ) -> None:
         self.obs_dim = controller_obs_dim(world, obs_mode)
+        self.obs_mode = obs_mode
+        foreign = dream_world is not None and dream_world is not world
+        if foreign:
+            check_ensemble_member(world, dream_world)
         max_steps = max_steps if max_steps is not None else world.max_episode_steps
         if max_steps is None:
             raise ValueError(
@@ -64,9 +82,9 @@ class PopulationEvaluator:
         self.popsize, self.rollouts, self.max_steps = int(popsize), int(rollouts), int(max_steps)
         self.crn, self.action_head = bool(crn), action_head
         self.env = DreamVectorEnv(
-            world,
+            dream_world if foreign else world,
             num_envs=self.popsize * self.rollouts,
-            obs_mode=obs_mode,
+            obs_mode="z" if foreign else obs_mode,
             temperature=temperature,
             device=device,
             max_episode_steps=self.max_steps,
@@ -78,6 +96,22 @@ class PopulationEvaluator:
         self.action_space = self.env.single_action_space
         self.device = self.env.device
         self.check_every = 1 if self.device.type == "cpu" else ALL_DONE_CHECK_EVERY_GPU
+        self.tracker = (
+            (world if world.device == self.device else world.copy_to(self.device)).mdnrnn
+            if foreign
+            else None
+        )
+
+    def _controller_obs(
+        self, z: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """What the controller reads in a member's dream: the dream's z and the tracked h (c)."""
+        h, c = state
+        if self.obs_mode == "zh":
+            return torch.cat([z, h], dim=1)
+        if self.obs_mode == "zch":
+            return torch.cat([z, c, h], dim=1)
+        return z
 
     @property
     def temperature(self) -> float:
@@ -94,6 +128,11 @@ class PopulationEvaluator:
         env, P, R = self.env, self.popsize, self.rollouts
         n = P * R
         obs = env.reset_tensors(seed=seed)
+        tracker = self.tracker
+        if tracker is not None:
+            z = obs
+            state = tracker.initial_state(n, device=self.device)
+            obs = self._controller_obs(z, state)
         total = torch.zeros(n, dtype=torch.float64, device=self.device)
         alive = torch.ones(n, dtype=torch.bool, device=self.device)
         act_shape = (n, *self.action_space.shape)
@@ -103,6 +142,92 @@ class PopulationEvaluator:
             total += torch.where(alive, step.reward, 0.0)
             alive &= ~step.done
             obs = step.obs
+            if tracker is not None:
+                state = tracker.recurrent_step(z, env.encode_actions(actions), state)
+                z = obs
+                obs = self._controller_obs(z, state)
             if (t + 1) % self.check_every == 0 and not bool(alive.any()):
                 break
         return total.view(P, R).cpu().numpy()
+
+
+def check_ensemble_member(world: World, member: World) -> None:
+    """A member's dream must speak `world`'s language: the same V (so the same z) and actions."""
+    where = f"world {member.name!r}" + (f" ({member.path})" if member.path is not None else "")
+    source = world.path if world.path is not None else "THE_WORLD'S_BUNDLE"
+    if member.env_id != world.env_id:
+        raise ValueError(
+            f"{where} models {member.env_id}, not {world.env_id}: ensemble members must model "
+            "the same env"
+        )
+    if member.action_space != world.action_space:
+        raise ValueError(
+            f"{where} has action space {member.action_space}, not {world.action_space}: "
+            "ensemble members must share the env's actions"
+        )
+    same_v = member.latent_dim == world.latent_dim and all(
+        torch.equal(a.detach().cpu().float(), b.detach().cpu().float())
+        for a, b in zip(
+            member.vae.state_dict().values(), world.vae.state_dict().values(), strict=True
+        )
+    )
+    if not same_v:
+        raise ValueError(
+            f"{where} has another V than {world.name!r}: its z means something else. Train "
+            f"ensemble members with `dreamgym train --vae-epochs 0 --vae-from {source}`"
+        )
+
+
+class EnsembleEvaluator:
+    """Dream returns of P candidates × R rollouts in each of K worlds: (P, K·R), world by world.
+
+    The first world is the controller's own (its M gives the controller's h); the others are
+    members trained on the same V (`check_ensemble_member`), stepped with the first world's LSTM
+    tracking h beside them. Member k's dreams are seeded from (seed, k); member 0 uses `seed`
+    itself, so an ensemble of one is exactly `PopulationEvaluator`. Every member runs at the same
+    τ and step cap (the first world's unless given).
+    """
+
+    def __init__(
+        self,
+        world: World,
+        members: Sequence[World],
+        popsize: int,
+        rollouts: int,
+        temperature: float | None = None,
+        **kwargs: object,
+    ) -> None:
+        first = PopulationEvaluator(world, popsize, rollouts, temperature=temperature, **kwargs)
+        kwargs = {**kwargs, "max_steps": first.max_steps}
+        self.evaluators = [first] + [
+            PopulationEvaluator(
+                world, popsize, rollouts, temperature=first.temperature, dream_world=m, **kwargs
+            )
+            for m in members
+        ]
+        self.popsize, self.rollouts, self.max_steps = first.popsize, first.rollouts, first.max_steps
+        self.obs_dim, self.device = first.obs_dim, first.device
+
+    @property
+    def temperature(self) -> float:
+        return self.evaluators[0].temperature
+
+    @property
+    def size(self) -> int:
+        """K, the number of dreams a candidate is scored in (1 + members)."""
+        return len(self.evaluators)
+
+    def __call__(self, params: np.ndarray | torch.Tensor, seed: int) -> np.ndarray:
+        """params (P, n_params) → returns (P, K·R): world 0's R rollouts, then world 1's, ..."""
+        return np.concatenate(
+            [ev(params, seed=member_seed(seed, k)) for k, ev in enumerate(self.evaluators)],
+            axis=1,
+        )
+
+
+def member_seed(seed: int, k: int) -> int:
+    """The dream seed of ensemble member k in a call seeded `seed` (member 0: `seed` itself)."""
+    if k == 0:
+        return int(seed)
+    ss = np.random.SeedSequence(int(seed), spawn_key=(int(k),))
+    return int(ss.generate_state(1, dtype=np.uint64)[0] >> 1)
