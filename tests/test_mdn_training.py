@@ -16,6 +16,7 @@ from dreamgym.training import (
     LRSchedule,
     TrainConfig,
     evaluate_rnn,
+    init_rnn_heads,
     latent_stats,
     make_adam,
     make_streams,
@@ -30,6 +31,7 @@ from dreamgym.training.config import (
     resolve_run_options,
     upgrade_stored_options,
 )
+from dreamgym.training.mdn import reward_event_options, rnn_batch
 
 
 def _latents(
@@ -261,3 +263,84 @@ def test_reward_overpay_makes_m_err_low_on_a_reward_it_cannot_predict() -> None:
     rate = float(data.rewards.mean())
     assert means[1.0] == pytest.approx(rate, abs=0.25)  # ≈ 0.9: the symmetric MSE's mean
     assert means[4.0] < means[1.0] - 0.4  # an expectile below it (≈ 0.3 for these odds)
+
+
+# --- reward events (`--reward-events`): classified events on top of a regressed cost -----------
+def _event_rnn(size: float = 3.3, threshold: float = 0.0) -> MDNRNN:
+    cfg = MDNRNNConfig(
+        latent_dim=2, action_dim=1, hidden_dim=16, n_mixtures=2,
+        reward_event=size, reward_event_threshold=threshold,
+    )  # fmt: skip
+    return MDNRNN(cfg)
+
+
+def test_event_head_config_round_trips_and_old_configs_stay_as_they_were() -> None:
+    plain = MDNRNNConfig(latent_dim=2, action_dim=1, hidden_dim=8, n_mixtures=2)
+    assert "reward_event" not in plain.to_dict() and "reward_event_threshold" not in plain.to_dict()
+    events = _event_rnn(3.3, 0.5).config
+    assert events.head_size == plain.head_size + 1 and events.has_reward_events
+    assert MDNRNNConfig.from_dict(events.to_dict()) == events
+    with pytest.raises(ValueError, match="reward_event must be a finite number ≥ 0"):
+        MDNRNNConfig(reward_event=-1.0)
+
+
+def test_event_reward_is_the_cost_plus_v_times_the_event_probability() -> None:
+    torch.manual_seed(0)
+    rnn = _event_rnn(3.3)
+    z, a = torch.randn(3, 5, 2), torch.randn(3, 5, 1)
+    with torch.no_grad():
+        out = rnn(z, a)[0]
+        raw = rnn.head(rnn.lstm(torch.cat([z, a], -1))[0])
+    assert out.event_logit is not None
+    torch.testing.assert_close(out.event_logit, raw[..., -3])
+    torch.testing.assert_close(out.reward, raw[..., -2] + 3.3 * torch.sigmoid(raw[..., -3]))
+    with torch.no_grad():  # the dream's fused step gives the same reward
+        step, _ = rnn.step(z[:, 0], a[:, 0], rnn.initial_state(3))
+    torch.testing.assert_close(step.reward, out.reward[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_event_head_learns_the_events_and_never_charges_more_than_the_cost() -> None:
+    """−0.1 a step, +3.3 more when a_t > 0: where a_t < 0 the event head pays about the cost and
+    never less, while the plain MSE's errors go both ways."""
+    data = _latents([60] * 8)
+    events = (data.actions[:, 0] > 0).float()
+    data.rewards = -0.1 + 3.3 * events
+    predicted = {}
+    for size in (0.0, 3.3):
+        torch.manual_seed(0)
+        rnn = (
+            _event_rnn(size)
+            if size
+            else MDNRNN(MDNRNNConfig(latent_dim=2, action_dim=1, hidden_dim=16, n_mixtures=2))
+        )
+        init_rnn_heads(rnn, data.rewards.numpy(), data.dones.numpy())
+        opt = make_adam(rnn.parameters(), 1e-2)
+        for epoch in range(30):
+            record = train_rnn_epoch(
+                rnn, opt, data, np.arange(8), 20, 4, 1.0, 10.0, 1.0, seed=0, epoch=epoch,
+                sequences="episodes",
+            )  # fmt: skip
+        assert ("event_bce" in record) == bool(size)
+        windows = np.stack([np.arange(8), np.zeros(8, int), data.lengths], axis=1)
+        z_in, actions, _, _, _, mask = rnn_batch(data, windows, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            r = rnn(z_in, actions)[0].reward
+        predicted[size] = r[mask & (actions[..., 0] < 0)]
+    assert float((predicted[3.3] + 0.1).abs().mean()) < 0.2  # ≈ 0.11: P(event) ≈ 0.03 there
+    assert float(predicted[3.3].min()) > -0.1 - 0.01  # the cost, plus v · P ≥ 0
+    assert float(predicted[0.0].min()) < -0.1 - 0.1  # the plain MSE charges more than the cost
+    metrics = evaluate_rnn(rnn, data, np.arange(8), latent_stats(data, np.arange(8)), seed=0)
+    assert metrics["reward_events"]["auc"] > 0.95
+
+
+def test_reward_event_options_measure_the_event_and_refuse_a_useless_threshold() -> None:
+    rewards = np.array([-0.1] * 7 + [3.2, 3.4] + [-100.1])
+    assert reward_event_options(rewards, None) == {}
+    opts = reward_event_options(rewards, 0.0)
+    assert (
+        opts["reward_event"] == pytest.approx(3.3 + 0.1) and opts["reward_event_threshold"] == 0.0
+    )
+    with pytest.raises(ValueError, match="no training reward exceeds 5.0"):
+        reward_event_options(rewards, 5.0)
+    with pytest.raises(ValueError, match="every training reward exceeds"):
+        reward_event_options(rewards, -200.0)

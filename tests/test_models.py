@@ -133,10 +133,16 @@ def test_sample_mdn_seeded_and_validates_temperature() -> None:
         sample_mdn(logpi, mu, logsigma, 0.0)
 
 
-def test_mdnrnn_step_matches_sequence_forward() -> None:
-    """The env's one-step update and the training's sequence forward are the same function."""
+@pytest.mark.parametrize("reward_event", [0.0, 3.3])
+def test_mdnrnn_step_matches_sequence_forward(reward_event: float) -> None:
+    """The env's one-step update and the training's sequence forward are the same function
+    (with and without an event head)."""
     torch.manual_seed(0)
-    model = MDNRNN(MDNRNNConfig(latent_dim=5, action_dim=3, hidden_dim=16, n_mixtures=3))
+    model = MDNRNN(
+        MDNRNNConfig(
+            latent_dim=5, action_dim=3, hidden_dim=16, n_mixtures=3, reward_event=reward_event
+        )
+    )
     b, t = 4, 6
     z, a = torch.randn(b, t, 5), torch.randn(b, t, 3)
     state0 = (0.1 * torch.randn(b, 16), 0.1 * torch.randn(b, 16))
@@ -145,6 +151,9 @@ def test_mdnrnn_step_matches_sequence_forward() -> None:
     for i in range(t):
         out, state = model.step(z[:, i], a[:, i], state)
         for got, want in zip(out, seq_out, strict=True):
+            if want is None:  # no event head
+                assert got is None and not reward_event
+                continue
             assert torch.allclose(got, want[:, i], atol=1e-5)
     assert torch.allclose(state[0], h_seq, atol=1e-5) and torch.allclose(state[1], c_seq, atol=1e-5)
     # the sequence forward from no state starts at h = c = 0
@@ -207,6 +216,9 @@ def test_inference_step_equals_autograd_step_and_follows_weight_changes() -> Non
             out, new_state = model.step(z, a, state)
             h = model.recurrent_step(z, a, state)
         for got, want in zip((*out, *new_state, *h), (*ref_out, *ref_state, *ref_h), strict=True):
+            if want is None:  # no event head
+                assert got is None
+                continue
             assert torch.allclose(got, want.detach(), atol=1e-5), (got - want).abs().max()
 
     compare()
@@ -383,6 +395,8 @@ def test_forward_with_resets_carries_state_and_zeroes_it_at_episode_starts(mixtu
         out, state = model(z[:, i : i + 4], a[:, i : i + 4], state, resets[:, i : i + 4])
         pieces.append(out)
     for j, field in enumerate(full):
+        if field is None:  # no event head
+            continue
         chunked = torch.cat([p[j] for p in pieces], dim=1)
         assert torch.allclose(chunked, field, atol=1e-6)
     assert torch.allclose(state[0], h, atol=1e-6) and torch.allclose(state[1], c, atol=1e-6)
@@ -404,4 +418,7 @@ def test_per_dim_step_matches_sequence_forward() -> None:
         for i in range(6):
             out, state = model.step(z[:, i], a[:, i], state)
             for got, want in zip(out, seq_out, strict=True):
+                if want is None:  # no event head
+                    assert got is None
+                    continue
                 assert torch.allclose(got, want[:, i], atol=1e-5)

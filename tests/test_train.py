@@ -358,3 +358,28 @@ def test_iterative_training_on_two_datasets_keeps_v(
         )
     with pytest.raises(ValueError, match="twice"):
         train_world(TrainConfig(data=[str(more), str(more)], out=str(tmp_path / "z"), **TINY))
+
+
+def test_reward_events_reach_the_bundle_the_card_and_the_dream(
+    car_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "w"
+    code = cli_main(
+        ["train", "--data", str(car_data), "--out", str(out), "--vae-epochs", "1", "--rnn-epochs",
+         "1", "--latent", "4", "--hidden", "16", "--mixtures", "2", "--seq-len", "16",
+         "--vae-batch", "32", "--rnn-batch", "4", "--threads", "1", "--no-progress",
+         "--reward-events"]
+    )  # fmt: skip
+    assert code == 0
+    world = World.load(out)
+    cfg = world.config["mdnrnn"]
+    assert cfg["reward_event_threshold"] == 0.0 and cfg["reward_event"] > 1.0  # a tile: ≈ 3.3
+    assert world.config["provenance"]["training"]["reward_events"] == 0.0
+    assert 0.0 <= world.config["metrics"]["rnn"]["reward_events"]["rate"] <= 1.0
+    assert "rewards above 0 are events" in (out / "MODEL_CARD.md").read_text()
+    env = gym.make("DreamEnv-v0", world=str(out))
+    env.reset(seed=0)
+    for _ in range(5):
+        _, reward, *_ = env.step(env.action_space.sample())
+        assert -0.1 - 1.0 < reward < cfg["reward_event"] + 1.0
+    env.close()

@@ -59,6 +59,11 @@ def _m_training_line(prov: dict[str, Any]) -> str:
     reward = (
         f"; reward over-predictions weighted ×{_fmt(overpay)} in the MSE" if overpay != 1 else ""
     )
+    if t.get("reward_events") is not None:
+        reward += (
+            f"; rewards above {_fmt(t['reward_events'])} are events, classified by their own "
+            "head and paid at their mean size, the rest regressed"
+        )
     return (
         f"- M trained on {text}; NLL {t.get('nll_reduction') or 'sum'} over z's dims"
         f"{', terminal frames left out' if t.get('mask_terminal_z') else ''}{reward}; {lr}."

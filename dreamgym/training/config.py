@@ -146,6 +146,13 @@ class TrainConfig:
         "weight of a reward M over-predicts in its reward MSE, against 1 for one it under-predicts "
         "(> 1: a dream that cannot cheaply overpay, e.g. CarRacing's tiles; 1: the symmetric MSE)",
     )
+    reward_events: float | None = option(
+        None,
+        "split M's reward into events (steps whose reward exceeds this, e.g. CarRacing's new "
+        "tiles), classified by their own head and paid at their mean size, and the rest, "
+        "regressed (default: off, the whole reward regressed)",
+        const=0.0,
+    )
     val_fraction: float = option(0.1, "fraction of episodes held out for the metrics")
     temperature: float = option(1.0, "the world's default sampling temperature τ")
     max_episode_steps: int | None = option(None, "dream truncation (default: the real env's limit)")

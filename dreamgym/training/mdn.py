@@ -139,6 +139,9 @@ def sequence_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
     """Masked mixture NLL + reward_weight × reward MSE + done BCE (positives weighted).
 
+    With an event head (`MDNRNNConfig.reward_event`) the reward term is the MSE of the regressed
+    cost (the reward less v × the event label) plus the events' BCE, both × reward_weight.
+
     The NLL is summed or averaged over z's dims (`nll_reduction`), and leaves out the targets
     after terminated steps when `mask_terminal_z`. A reward M over-predicts weighs
     `reward_overpay` times one it under-predicts in the MSE (1: symmetric): where the target is
@@ -157,13 +160,21 @@ def sequence_loss(
     if nll_reduction == "mean":
         nll_step = nll_step / z_tgt.shape[-1]
     nll = (nll_step * zm).sum() / (zm.sum().clamp(min=1.0) if mask_terminal_z else denom)
-    err2 = (out.reward - rewards).pow(2)
-    reward = (err2 * m).sum() / denom
-    if reward_overpay != 1.0:
-        over = torch.where(out.reward > rewards, reward_overpay, 1.0)
-        reward_loss = (err2 * over * m).sum() / denom
-    else:
-        reward_loss = reward
+    reward = ((out.reward - rewards).pow(2) * m).sum() / denom  # what the dream pays, reported
+    predicted, target = out.reward, rewards
+    event_bce = None
+    if out.event_logit is not None:  # events classified, the rest (the cost) regressed
+        c = rnn.config
+        events = c.reward_events(rewards)
+        predicted = out.reward - c.reward_event * torch.sigmoid(out.event_logit)
+        target = rewards - c.reward_event * events
+        bce_events = F.binary_cross_entropy_with_logits(out.event_logit, events, reduction="none")
+        event_bce = (bce_events * m).sum() / denom
+    err2 = (predicted - target).pow(2)
+    over = torch.where(predicted > target, reward_overpay, 1.0) if reward_overpay != 1.0 else 1.0
+    reward_loss = (err2 * over * m).sum() / denom
+    if event_bce is not None:
+        reward_loss = reward_loss + event_bce
     pos_weight = torch.tensor(done_weight, device=m.device)
     bce = F.binary_cross_entropy_with_logits(
         out.done_logit, dones, pos_weight=pos_weight, reduction="none"
@@ -171,6 +182,8 @@ def sequence_loss(
     done = (bce * m).sum() / denom
     total = nll + reward_weight * reward_loss + done
     parts = {"nll": nll.detach(), "reward_mse": reward.detach(), "done_bce": done.detach()}
+    if event_bce is not None:
+        parts["event_bce"] = event_bce.detach()
     return total, parts, final
 
 
@@ -228,8 +241,36 @@ def auto_done_weight(dones: np.ndarray) -> float:
     return float(min(max((dones.size - pos) / pos, 1.0), DONE_WEIGHT_CAP))
 
 
+def reward_event_options(rewards: np.ndarray, threshold: float | None) -> dict[str, float]:
+    """M's event-head options for `--reward-events THRESHOLD` (none when off).
+
+    The event's size v is what an event step pays above a typical step: the mean reward of the
+    event steps less the median of the others (CarRacing: ≈ 3.3 = +1000/N for a tile, less the
+    −0.1 frame cost; the median ignores the rare −100 for leaving the playfield).
+    """
+    if threshold is None:
+        return {}
+    rewards = np.asarray(rewards, dtype=np.float64)
+    events = rewards > threshold
+    if not events.any() or events.all():
+        what = "no" if not events.any() else "every"
+        raise ValueError(
+            f"--reward-events {threshold}: {what} training reward exceeds {threshold} "
+            f"(rewards span [{rewards.min():.4g}, {rewards.max():.4g}]); pick a threshold "
+            "between the per-step reward and the events', or leave --reward-events out"
+        )
+    size = float(rewards[events].mean() - np.median(rewards[~events]))
+    if not size > 0:
+        raise ValueError(
+            f"--reward-events {threshold}: the event steps pay no more than the others "
+            f"(size {size:.4g}); pick a higher threshold"
+        )
+    return {"reward_event": size, "reward_event_threshold": float(threshold)}
+
+
 def init_rnn_heads(rnn: MDNRNN, rewards: np.ndarray, dones: np.ndarray) -> None:
-    """Start the reward head at the mean reward and the done head at the (weighted) base rate.
+    """Start the reward head at the mean reward and the done head at the (weighted) base rate
+    (with an event head: the reward head at the mean cost, the event head at the event rate).
 
     A head that starts at the answer a constant would give spends no epochs learning the bias
     (Karpathy's "init well" recipe); without it, a briefly trained M ends dream episodes at
@@ -237,9 +278,18 @@ def init_rnn_heads(rnn: MDNRNN, rewards: np.ndarray, dones: np.ndarray) -> None:
     """
     w = rnn.config.done_pos_weight
     rate = min(max(float(np.mean(dones)) if dones.size else 0.0, 1e-4), 1.0 - 1e-4)
+    mean_reward = float(np.mean(rewards)) if rewards.size else 0.0
+    c = rnn.config
+    if c.has_reward_events:
+        events = rewards > c.reward_event_threshold
+        p = min(max(float(np.mean(events)) if rewards.size else 0.0, 1e-4), 1.0 - 1e-4)
+        cost = rewards - c.reward_event * events
+        mean_reward = float(np.mean(cost)) if rewards.size else 0.0
     with torch.no_grad():
-        rnn.head.bias[-2] = float(np.mean(rewards)) if rewards.size else 0.0
+        rnn.head.bias[-2] = mean_reward
         rnn.head.bias[-1] = math.log(w * rate / (1.0 - rate))
+        if c.has_reward_events:
+            rnn.head.bias[-3] = math.log(p / (1.0 - p))
 
 
 def count_rnn_batches(
@@ -302,6 +352,8 @@ def train_rnn_epoch(
     gen = torch.Generator(device=data.mu.device).manual_seed(int(rng.integers(2**62)))
     rnn.train()
     sums = {"loss": 0.0, "nll": 0.0, "reward_mse": 0.0, "done_bce": 0.0}
+    if rnn.config.has_reward_events:
+        sums["event_bce"] = 0.0
     steps = 0
     start = time.perf_counter()
     state: State | None = None

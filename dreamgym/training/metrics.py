@@ -124,7 +124,8 @@ def evaluate_rnn(
 
     Reports the NLL of z_{t+1} per step and per latent dim next to two baselines (a static
     Gaussian fitted to the training z, and "z_{t+1} ~ N(z_t, Var Δz)"), the reward MAE next to
-    predicting the training mean, and done metrics at the dream's rule p > 0.5 (weight undone).
+    predicting the training mean, and done metrics at the dream's rule p > 0.5 (weight undone);
+    with an event head, the same metrics for its events (`reward_events`).
     """
     rnn.eval()
     gen = torch.Generator(device=data.mu.device).manual_seed(
@@ -132,6 +133,8 @@ def evaluate_rnn(
     )
     order = np.asarray(episodes)[np.argsort(data.lengths[episodes], kind="stable")]
     nll, static, copy, r_true, r_pred, d_true, p_done = [], [], [], [], [], [], []
+    p_event: list[np.ndarray] = []
+    e_true: list[np.ndarray] = []
     for i in range(0, len(order), EVAL_EPISODES_PER_BATCH):
         eps = order[i : i + EVAL_EPISODES_PER_BATCH]
         eps = eps[data.lengths[eps] > 0]
@@ -151,9 +154,17 @@ def evaluate_rnn(
         r_pred.append(out.reward.cpu().double().numpy()[m])
         d_true.append(dones.cpu().numpy()[m] > 0.5)
         p_done.append(rnn.done_probability(out.done_logit).cpu().double().numpy()[m])
+        if out.event_logit is not None:
+            p_event.append(torch.sigmoid(out.event_logit).cpu().double().numpy()[m])
+            e_true.append(rnn.config.reward_events(rewards).cpu().numpy()[m] > 0.5)
     z_dim = data.mu.shape[1]
     nll_a, r_t, r_p = np.concatenate(nll), np.concatenate(r_true), np.concatenate(r_pred)
     steps = int(nll_a.size)
+    events = (
+        {"reward_events": done_metrics(np.concatenate(p_event), np.concatenate(e_true))}
+        if p_event
+        else {}
+    )
     return {
         "steps": steps,
         "nll_per_step": float(nll_a.mean()),
@@ -163,6 +174,7 @@ def evaluate_rnn(
         "reward_mae": float(np.abs(r_p - r_t).mean()),
         "reward_mae_baseline_mean": float(np.abs(stats["reward_mean"] - r_t).mean()),
         "done": done_metrics(np.concatenate(p_done), np.concatenate(d_true)),
+        **events,
     }
 
 

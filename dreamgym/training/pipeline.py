@@ -69,6 +69,7 @@ from dreamgym.training.mdn import (
     auto_done_weight,
     count_rnn_batches,
     init_rnn_heads,
+    reward_event_options,
     train_rnn_epoch,
 )
 from dreamgym.training.metrics import evaluate_rnn, held_out_metrics, latent_stats
@@ -333,6 +334,7 @@ def _new_rnn(run: TrainingRun) -> MDNRNN:
         n_mixtures=config.mixtures,
         done_pos_weight=done_weight,
         mixture=config.mixture,
+        **reward_event_options(data.rewards[train_steps], config.reward_events),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 1)
