@@ -109,3 +109,24 @@ for w in carracing $D/worlds/car-fail; do
     dreamgym evaluate --world $w --policy $p --episodes 64 --seed 300000 --temperature 1.0 --json --no-progress
   done
 done
+# --- session 9 (not shipped). M's of the shipped recipe with --seed 1 and 2, and with --reward-events;
+# controllers of this world scored in their dreams; the shipped controller recipe in the event world
+# (64.3 on seeds 10000+ against 522.8).
+for s in 1 2; do
+  dreamgym train --data $D/car-coverage $D/car-onpol0a --out $D/worlds/car-s$s --vae-epochs 0 \
+    --vae-from carracing --mixture per_dim --rnn-sequences episodes --seq-len 100 --rnn-lr-decay 0.99999 \
+    --nll-reduction sum --mask-terminal-z --done-weight 10.0 --reward-weight 10.0 --threads 1 \
+    --name carracing --seed $s --no-progress
+done
+dreamgym train --data $D/car-coverage $D/car-onpol0a --out $D/worlds/car-ev --vae-epochs 0 \
+  --vae-from carracing --mixture per_dim --rnn-sequences episodes --seq-len 100 --rnn-lr-decay 0.99999 \
+  --nll-reduction sum --mask-terminal-z --done-weight 10.0 --reward-weight 10.0 --reward-events \
+  --threads 1 --name carracing --no-progress
+R=$D/runs
+python scripts/cross_world_rank.py carracing 1.3 64 300000 $D/worlds/car-s1 $D/worlds/car-s2 \
+  $D/worlds/car-fail $D/worlds/car-ev -- ship=$R/car-t1.3-s0:522.8 g10=$R/car-t1.3-s0-g10:503.3 \
+  g40=$R/car-t1.3-s0-g40:315.6 t115=$R/car-t1.15-s0:241.3 t13s1=$R/car-t1.3-s1:185.1
+dreamgym controller --world $D/worlds/car-ev --out $R/car-ev-t1.3-s0 --generations 20 --popsize 64 \
+  --rollouts 16 --temperature 1.3 --threads 1 --seed 0 --no-progress
+dreamgym evaluate --world carracing --policy $R/car-ev-t1.3-s0 --real --episodes 20 --seed 10000 \
+  --workers 1 --json --no-progress

@@ -98,3 +98,19 @@ for s in 0 1; do
   dreamgym evaluate --world $D/worlds/doom-h512 --policy $D/runs/doom-h512-s$s --real --episodes 50 --seed 20050 \
     --workers 1 --json --no-progress
 done
+# --- session 9: an ensemble of dreams (`--ensemble`, not shipped: 495.3 and 422.1 against 680.8 on
+# seeds 20050+). A third M (H = 256, --seed 101), calibrated like the shipped world (offset -0.062):
+dreamgym train --data $DATA --out $D/worlds/doom-s101 --vae-epochs 0 --vae-from doom_takecover \
+  --rnn-epochs 30 --latent 64 --mixture per_dim --rnn-sequences episodes --seq-len 100 \
+  --rnn-lr-decay 0.99999 --nll-reduction sum --mask-terminal-z --done-weight 10.0 --temperature 1.15 \
+  --threads 1 --name doom_takecover --seed 101 --no-progress
+dreamgym calibrate --world $D/worlds/doom-s101 --data $DATA --temperature 0.1 --no-progress
+python scripts/cross_world_rank.py doom_takecover 0.1 64 300000 $D/worlds/doom-h512 -- \
+  shipped=dreamgym/worlds/doom_takecover:680.6 s1=$D/runs/doom-s1:560.5 s2=$D/runs/doom-s2:510.8
+for run in "doom-ens-h512-s0 16 $D/worlds/doom-h512" "doom-ens3-r8-s0 8 $D/worlds/doom-h512 $D/worlds/doom-s101"; do
+  set -- $run; tag=$1; rollouts=$2; shift 2
+  dreamgym controller --world doom_takecover --ensemble "$@" --generations 20 --popsize 32 \
+    --rollouts $rollouts --temperature 0.1 --obs-mode zh --threads 1 --seed 0 --out $D/runs/$tag --no-progress
+  dreamgym evaluate --world doom_takecover --policy $D/runs/$tag --real --episodes 50 --seed 20050 \
+    --workers 1 --json --no-progress
+done
