@@ -20,7 +20,9 @@ in the dreams of other M's trained on the same V. The controller reads [z, h] of
 dream's z and the actions, exactly as the transfer wrapper tracks h on real frames: each member
 is an "other reality" for the controller. A controller that farms one M's private errors scores
 badly in the others' dreams, which is what model ensembles are for (Kurutach et al. 2018,
-ME-TRPO; Chua et al. 2018, PETS).
+ME-TRPO; Chua et al. 2018, PETS). Measured on the bundled worlds (their model cards, session 9):
+other M's rank existing TakeCover controllers as reality does, but a search in a two- or
+three-M ensemble still found their shared errors.
 """
 
 from __future__ import annotations
@@ -165,10 +167,13 @@ def check_ensemble_member(world: World, member: World) -> None:
             f"{where} has action space {member.action_space}, not {world.action_space}: "
             "ensemble members must share the env's actions"
         )
-    same_v = member.latent_dim == world.latent_dim and all(
-        torch.equal(a.detach().cpu().float(), b.detach().cpu().float())
-        for a, b in zip(
-            member.vae.state_dict().values(), world.vae.state_dict().values(), strict=True
+    ours, theirs = list(world.vae.state_dict().values()), list(member.vae.state_dict().values())
+    same_v = (
+        member.latent_dim == world.latent_dim
+        and len(ours) == len(theirs)
+        and all(
+            torch.equal(a.detach().cpu().float(), b.detach().cpu().float())
+            for a, b in zip(ours, theirs, strict=True)
         )
     )
     if not same_v:
