@@ -281,7 +281,7 @@ def init_rnn_heads(rnn: MDNRNN, rewards: np.ndarray, dones: np.ndarray) -> None:
     mean_reward = float(np.mean(rewards)) if rewards.size else 0.0
     c = rnn.config
     if c.has_reward_events:
-        events = rewards > c.reward_event_threshold
+        events = c.reward_events(torch.as_tensor(rewards, dtype=torch.float64)).numpy()
         p = min(max(float(np.mean(events)) if rewards.size else 0.0, 1e-4), 1.0 - 1e-4)
         cost = rewards - c.reward_event * events
         mean_reward = float(np.mean(cost)) if rewards.size else 0.0
