@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import build_tiny_world
 
 from dreamgym.cli import main as cli_main
@@ -108,6 +109,28 @@ def test_evaluate_dream_counts_only_the_first_episode(tmp_path: Path) -> None:
     policy = RandomPolicy(world.action_space, seed=0)
     many = evaluate_dream(world, policy, episodes=5, seed=1, max_steps=40, device="cpu")
     np.testing.assert_allclose(one, many)
+
+
+def test_evaluate_dream_threshold_termination() -> None:
+    """A done probability of ~0.5 every step: sampled deaths end dreams at different steps; the
+    threshold rule ends every dream at step 1 below p and never above it (truncated at the cap)."""
+    from dreamgym.evaluation.dream import dream_episodes
+
+    cfg = build_tiny_world(discrete=False).mdnrnn.config
+    logit = float(np.log(cfg.done_pos_weight)) - cfg.done_logit_offset  # p = 0.5, weight undone
+    world = build_tiny_world(discrete=False, done_logit=logit)
+    assert abs(float(world.mdnrnn.done_probability(torch.tensor(logit))) - 0.5) < 1e-6
+
+    def lengths(**kw: object) -> np.ndarray:
+        policy = RandomPolicy(world.action_space, seed=0)
+        return dream_episodes(world, policy, 64, 0, max_steps=30, device="cpu", **kw).lengths
+
+    sampled = lengths()
+    assert sampled.min() == 1 and sampled.max() > 1
+    assert (lengths(termination="threshold", done_threshold=0.4) == 1).all()
+    assert (lengths(termination="threshold", done_threshold=0.6) == 30).all()
+    with pytest.raises(ValueError, match="termination"):
+        lengths(termination="never")
 
 
 # --- reality and the gap ---------------------------------------------------------------------

@@ -29,13 +29,18 @@ def evaluate_dream(
     temperature: float | None = None,
     max_steps: int | None = None,
     device: str | torch.device = "auto",
+    termination: str = "sample",
+    done_threshold: float = 0.5,
 ) -> np.ndarray:
     """Returns (float64, `episodes`) of the policy in the dream, all episodes in one batch.
 
     Every env's first episode is one sample (autoreset off; reward stops counting at an env's
     first termination or truncation). The same seed gives the same returns (on CPU).
+    `termination` / `done_threshold`: how M's done head ends an episode (`DreamVectorEnv`).
     """
-    return dream_episodes(world, policy, episodes, seed, temperature, max_steps, device).returns
+    return dream_episodes(
+        world, policy, episodes, seed, temperature, max_steps, device, termination, done_threshold
+    ).returns
 
 
 def dream_episodes(
@@ -46,6 +51,8 @@ def dream_episodes(
     temperature: float | None = None,
     max_steps: int | None = None,
     device: str | torch.device = "auto",
+    termination: str = "sample",
+    done_threshold: float = 0.5,
 ) -> DreamEpisodes:
     """`evaluate_dream` with the episodes' lengths too (what `dreamgym calibrate` matches)."""
     if int(episodes) < 1:
@@ -60,6 +67,8 @@ def dream_episodes(
         device=device,
         max_episode_steps=max_steps,
         autoreset_mode=AutoresetMode.DISABLED,
+        termination=termination,
+        done_threshold=done_threshold,
     )
     if env.max_episode_steps is None:
         raise ValueError(
