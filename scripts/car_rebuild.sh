@@ -130,3 +130,33 @@ dreamgym controller --world $D/worlds/car-ev --out $R/car-ev-t1.3-s0 --generatio
   --rollouts 16 --temperature 1.3 --threads 1 --seed 0 --no-progress
 dreamgym evaluate --world carracing --policy $R/car-ev-t1.3-s0 --real --episodes 20 --seed 10000 \
   --workers 1 --json --no-progress
+# --- session 10: the world shipped now. The same recipe on 4.6x the coverage data (384 episodes, seeds
+# 0-383, the first 84 the ones above) plus 18 episodes of session 7's controller; M 20 epochs, then the
+# same run resumed to 60 in a copy; controllers scored on the selection seeds 10000-10019 (session 7's
+# controller: 522.8 there); the 60-epoch one (665.4) shipped and scored once on untouched 400000+.
+# Note: session 7's controller is the bundle's at 7e72cee (the run dir $D/runs/car-t1.3-s0 above).
+dreamgym collect --env CarRacing-v3 --episodes 384 --policy coverage --seed 0 --workers 2 \
+  --out $D/car-coverage --no-progress
+dreamgym collect --env CarRacing-v3 --episodes 18 --policy dreamgym/worlds/carracing \
+  --world dreamgym/worlds/carracing --seed 200000 --workers 2 --out $D/car-onpol-s10 --no-progress  # at 7e72cee
+TRAIN="--data $D/car-coverage $D/car-onpol-s10 --vae-from carracing --vae-epochs 0 --reward-weight 10 \
+  --temperature 1.0 --no-progress --name carracing"
+dreamgym train $TRAIN --rnn-epochs 20 --threads 2 --out $D/worlds/car-cov384
+[ -d $D/worlds/car-cov384-e60 ] || { cp -r $D/worlds/car-cov384 $D/worlds/car-cov384-e60; rm -f $D/worlds/car-cov384-e60/.train/.lock; }
+dreamgym train $TRAIN --rnn-epochs 60 --threads 1 --out $D/worlds/car-cov384-e60
+REAL='{"no action (stands still)": -93.3, "straight gas": -27.1, "half gas": -51.2, "gas + steer left": -83.4,
+  "gas + steer right": -83.2, "full brake": -93.3, "random": -33.8, "steer left/right every 10, gas": -76.6}'
+for w in car-cov384 car-cov384-e60; do
+  python scripts/fixed_dreams.py $D/worlds/$w --n 64 --seed 300000 --real "$REAL"
+done
+for run in "car-cov384 1.3 20 cov384-t1.3-s0" "car-cov384 1.0 20 cov384-t1.0-s0" \
+           "car-cov384 1.3 40 cov384-t1.3-s0-g40" "car-cov384-e60 1.3 20 e60-t1.3-s0"; do set -- $run
+  # (the 40-generation run resumed a copy of the 20-generation one)
+  dreamgym controller --world $D/worlds/$1 --out $D/runs/$4 --generations $3 --popsize 64 --rollouts 16 \
+    --temperature $2 --threads 1 --seed 0 --no-progress
+  dreamgym evaluate --world $D/worlds/$1 --policy $D/runs/$4 --real --episodes 20 --seed 10000 --workers 1 \
+    --json --no-progress
+done
+dreamgym evaluate --world $D/worlds/car-cov384-e60 --policy $D/runs/e60-t1.3-s0 --real --episodes 100 \
+  --seed 400000 --workers 2 --json --no-progress
+python scripts/ship_world.py $D/worlds/car-cov384-e60 carracing --controller $D/runs/e60-t1.3-s0
