@@ -160,3 +160,10 @@ done
 dreamgym evaluate --world $D/worlds/car-cov384-e60 --policy $D/runs/e60-t1.3-s0 --real --episodes 100 \
   --seed 400000 --workers 2 --json --no-progress
 python scripts/ship_world.py $D/worlds/car-cov384-e60 carracing --controller $D/runs/e60-t1.3-s0
+# PPO in the new dream (deliverable 3): 526.7 on seeds 340000+ (the shipped controller there: 708.8)
+dreamgym sb3 --world carracing --algo ppo --steps 1000000 --n-envs 64 --temperature 1.3 --seed 0 \
+  --algo-kwargs '{"n_steps": 64, "batch_size": 1024, "n_epochs": 4, "policy_kwargs": {"net_arch": {"pi": [], "vf": [64, 64]}}}' \
+  --out $D/agents/ppo-car-s10-linpi --no-progress
+for p in $D/agents/ppo-car-s10-linpi.zip bundled; do
+  dreamgym evaluate --world carracing --policy $p --real --episodes 20 --seed 340000 --workers 2 --json --no-progress
+done
