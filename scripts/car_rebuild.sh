@@ -167,3 +167,25 @@ dreamgym sb3 --world carracing --algo ppo --steps 1000000 --n-envs 64 --temperat
 for p in $D/agents/ppo-car-s10-linpi.zip bundled; do
   dreamgym evaluate --world carracing --policy $p --real --episodes 20 --seed 340000 --workers 2 --json --no-progress
 done
+# --- session 11. The paper's loop with the session-10 controller: 200 real episodes of it (seeds
+# 210000+; 93 of them "failures" below 700), M retrained on coverage + all of them or + only the
+# failures; the shipped world's M resumed from 60 to 100 epochs on its own data; a second CMA-ES seed
+# in the shipped world. Every controller scored on the selection seeds 10000-10019 (then 10020-10039
+# for the leaders); the one picked scored once on untouched seeds 500000+.
+dreamgym collect --env CarRacing-v3 --episodes 200 --policy dreamgym/worlds/carracing \
+  --world dreamgym/worlds/carracing --seed 210000 --workers 2 --out $D/car-onpol-s11 --no-progress  # at 9898846
+python scripts/select_episodes.py $D/car-onpol-s11 $D/car-onpol-s11-fail --max-return 700
+S11="--vae-from carracing --vae-epochs 0 --reward-weight 10 --temperature 1.0 --no-progress --name carracing \
+  --rnn-epochs 60 --threads 1"
+dreamgym train --data $D/car-coverage $D/car-onpol-s10 $D/car-onpol-s11 $S11 --out $D/worlds/car-s11-all
+dreamgym train --data $D/car-coverage $D/car-onpol-s10 $D/car-onpol-s11-fail $S11 --out $D/worlds/car-s11-fail
+[ -d $D/worlds/car-cov384-e100 ] || { cp -r $D/worlds/car-cov384-e60 $D/worlds/car-cov384-e100; rm -f $D/worlds/car-cov384-e100/.train/.lock; }
+dreamgym train $TRAIN --rnn-epochs 100 --threads 1 --out $D/worlds/car-cov384-e100
+for run in "car-cov384-e60 1 e60-t1.3-s1" "car-cov384-e100 0 car-cov384-e100-t1.3-s0" \
+           "car-s11-all 0 car-s11-all-t1.3-s0" "car-s11-fail 0 car-s11-fail-t1.3-s0"; do set -- $run
+  python scripts/fixed_dreams.py $D/worlds/$1 --n 64 --seed 300000 --real "$REAL"
+  dreamgym controller --world $D/worlds/$1 --out $D/runs/$3 --generations 20 --popsize 64 --rollouts 16 \
+    --temperature 1.3 --threads 1 --seed $2 --no-progress
+  dreamgym evaluate --world $D/worlds/$1 --policy $D/runs/$3 --real --episodes 20 --seed 10000 --workers 1 \
+    --json --no-progress
+done

@@ -29,8 +29,10 @@ from dreamgym.data import (
     load_episode,
     load_manifest,
     scan_dataset,
+    select_episodes,
 )
 from dreamgym.data.collect import LOCK_NAME
+from dreamgym.data.manifest import write_manifest
 from dreamgym.data.rollout import policy_seed
 from dreamgym.utils.locks import file_lock
 
@@ -205,6 +207,32 @@ def test_mismatched_dataset_is_refused_untouched(doom_copy: Path) -> None:
     with pytest.raises(DatasetMismatchError, match="--seed"):
         collect(DOOM, 3, doom_copy, workers=1, max_steps=20, seed=5, progress=False)
     assert snapshot() == before
+
+
+def test_select_episodes_links_a_verified_subset_by_return(doom_copy: Path, tmp_path: Path) -> None:
+    manifest = load_manifest(doom_copy)
+    manifest["episodes"][0]["return"] = -5.0  # a "failure"; the shard itself is unchanged
+    write_manifest(doom_copy, manifest)
+    fail = select_episodes(doom_copy, tmp_path / "fail", max_return=0.0)
+    assert (fail.episodes, fail.of, fail.mean_return) == (1, 2, -5.0)
+    assert fail.steps == manifest["episodes"][0]["steps"]
+    sub = load_manifest(tmp_path / "fail")
+    assert sub["episodes"] == manifest["episodes"][:1] and sub["env_id"] == DOOM
+    assert "return in" in sub["policy"] and scan_dataset(tmp_path / "fail").ok
+    assert sorted(p.name for p in (tmp_path / "fail").iterdir()) == sorted(
+        [MANIFEST_NAME, manifest["episodes"][0]["file"]]
+    )
+    ((entry, ep),) = iter_episodes(tmp_path / "fail")
+    assert int(ep["seed"]) == entry["seed"] == manifest["episodes"][0]["seed"]
+    rest = select_episodes(doom_copy, tmp_path / "rest", min_return=0.0)
+    assert rest.episodes == 1 and load_manifest(tmp_path / "rest")["episodes"][0]["index"] == 1
+    with pytest.raises(FileExistsError, match="pick a new directory"):
+        select_episodes(doom_copy, tmp_path / "fail", max_return=0.0)
+    with pytest.raises(ValueError, match="widen the range"):
+        select_episodes(doom_copy, tmp_path / "none", max_return=-10.0)
+    with pytest.raises(ValueError, match="must be below"):
+        select_episodes(doom_copy, tmp_path / "bad", min_return=1.0, max_return=0.0)
+    assert not (tmp_path / "none").exists() and not (tmp_path / "bad").exists()
 
 
 def test_env_without_images_fails_before_collecting(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ Reading (`load_manifest`, `load_episode`, `iter_episodes`, `scan_dataset`) check
 shapes and names the shard and the fix when something is wrong. Frames stay uint8 throughout.
 
 Modules: `exploration` (the built-in random policy), `rollout` (one episode), `shards` (the
-shard format), `manifest` (the manifest, reading back), `workers` (the worker pool), `collect`.
+shard format), `manifest` (the manifest, reading back), `workers` (the worker pool), `collect`,
+`subset` (a dataset of some episodes of another, e.g. a controller's failures).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from dreamgym.data.manifest import (
 )
 from dreamgym.data.rollout import FramePolicy, PolicyFactory
 from dreamgym.data.shards import SHARD_TEMPLATE, CorruptShardError
+from dreamgym.data.subset import SubsetResult, select_episodes
 
 __all__ = [
     "COVERAGE_POLICY",
@@ -68,10 +70,12 @@ __all__ = [
     "ExplorationPolicy",
     "FramePolicy",
     "PolicyFactory",
+    "SubsetResult",
     "collect",
     "collect_from_config",
     "iter_episodes",
     "load_episode",
     "load_manifest",
     "scan_dataset",
+    "select_episodes",
 ]
