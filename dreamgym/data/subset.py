@@ -10,7 +10,6 @@ like any collected dataset and verifies every shard.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import shutil
@@ -61,12 +60,10 @@ def select_episodes(
             os.link(src / entry["file"], tmp / entry["file"])
         except OSError:
             shutil.copy2(src / entry["file"], tmp / entry["file"])
-    subset = copy.deepcopy(manifest)
-    subset["episodes"] = copy.deepcopy(keep)
-    subset["policy"] = (
+    policy = (
         f"{manifest['policy']} (episodes of {src.name} with return in [{min_return}, {max_return}))"
     )
-    write_manifest(tmp, subset)
+    write_manifest(tmp, {**manifest, "policy": policy, "episodes": keep})
     os.replace(tmp, dst)
     return SubsetResult(
         out=dst,
