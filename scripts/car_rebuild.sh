@@ -189,3 +189,29 @@ for run in "car-cov384-e60 1 e60-t1.3-s1" "car-cov384-e100 0 car-cov384-e100-t1.
   dreamgym evaluate --world $D/worlds/$1 --policy $D/runs/$3 --real --episodes 20 --seed 10000 --workers 1 \
     --json --no-progress
 done
+# --- session 12 (nothing shipped; the model card's "The fixed-policy bound, measured"). 8 real
+# episodes of each fixed policy of `diagnose`'s suite but uniform random (seeds 700000 + 100 k),
+# then M retrained on session 11's 602 episodes plus these 56: the recipe, lr decay, reward weight
+# 50 / 100, and the return-consistency term (--reward-sum-weight 1 / 10).
+k=0
+for spec in "constant:0,0,0" "constant:0,1,0" "constant:0,0.5,0" "constant:-1,1,0" "constant:1,1,0" \
+            "constant:0,0,1" "alternate:-1,1,0/1,1,0@10"; do
+  dreamgym collect --env CarRacing-v3 --episodes 8 --policy "$spec" --world carracing \
+    --seed $((700000 + 100 * k)) --workers 2 --out $D/car-fixed-$k --no-progress
+  k=$((k + 1))
+done
+FIXED="$D/car-fixed-0 $D/car-fixed-1 $D/car-fixed-2 $D/car-fixed-3 $D/car-fixed-4 $D/car-fixed-5 $D/car-fixed-6"
+S12="--data $D/car-coverage $D/car-onpol-s10 $D/car-onpol-s11 $FIXED $S11"
+dreamgym train $S12 --out $D/worlds/car-s12-fix
+dreamgym train $S12 --rnn-lr-decay 0.99974 --out $D/worlds/car-s12-fix-lrd
+for rw in 50 100; do
+  dreamgym train $S12 --rnn-lr-decay 0.99974 --reward-weight $rw --out $D/worlds/car-s12-fix-lrd-rw$rw
+done
+for sw in 1 10; do
+  dreamgym train $S12 --rnn-lr-decay 0.99974 --reward-sum-weight $sw --out $D/worlds/car-s12-sum$sw
+done
+for w in car-s12-fix car-s12-fix-lrd car-s12-fix-lrd-rw50 car-s12-fix-lrd-rw100 car-s12-sum1 car-s12-sum10; do
+  python scripts/fixed_dreams.py $D/worlds/$w --n 64 --seed 300000 --real "$REAL"
+done
+python scripts/fixed_dreams.py carracing --tau 0.85 --n 64 --seed 300000 --real "$REAL"
+python scripts/fixed_dreams.py carracing --tau 0.7 --n 64 --seed 300000 --real "$REAL"

@@ -242,6 +242,31 @@ def test_reward_overpay_weighs_only_over_predictions() -> None:
         check_config(TrainConfig(data="d", out="o", reward_overpay=0.0))
 
 
+def test_reward_sum_weight_charges_a_steady_bias_not_zero_mean_noise() -> None:
+    """The return-consistency term: (row's summed reward error)² / steps, × the weight."""
+    torch.manual_seed(0)
+    rnn = MDNRNN(MDNRNNConfig(latent_dim=2, action_dim=1, hidden_dim=8, n_mixtures=2))
+    z, a = torch.randn(2, 6, 2), torch.randn(2, 6, 1)
+    mask, dones = torch.ones(2, 6, dtype=torch.bool), torch.zeros(2, 6)
+    mask[1, 4:] = False  # the second row holds 4 steps
+    with torch.no_grad():
+        pred = rnn(z, a)[0].reward
+
+    def loss(rewards: torch.Tensor, weight: float) -> float:
+        batch = (z, a, z, rewards, dones, mask)
+        return float(sequence_loss(rnn, batch, 1.0, 2.0, reward_sum_weight=weight)[0].detach())
+
+    steady = pred - 0.5  # M pays 0.5 too much on every step
+    # rows' summed errors 3.0 and 2.0 over 10 steps: (9 + 4) / 10, × reward_weight 2 × weight 3
+    assert loss(steady, 3.0) == pytest.approx(loss(steady, 0.0) + 2 * 3 * 1.3, rel=1e-5)
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
+    noise = pred - 0.5 * signs  # the same per-step error, summing to 0 on each row
+    assert loss(noise, 3.0) == pytest.approx(loss(noise, 0.0), rel=1e-5)
+    assert loss(noise, 0.0) == pytest.approx(loss(steady, 0.0), rel=1e-5)
+    with pytest.raises(ValueError, match="--reward-sum-weight"):
+        check_config(TrainConfig(data="d", out="o", reward_sum_weight=-1.0))
+
+
 def test_reward_overpay_makes_m_err_low_on_a_reward_it_cannot_predict() -> None:
     """Rewards of 0 or 3 at random (a new tile or not): the MSE learns the mean, overpay less."""
     data = _latents([60] * 8)

@@ -59,6 +59,11 @@ def _m_training_line(prov: dict[str, Any]) -> str:
     reward = (
         f"; reward over-predictions weighted ×{_fmt(overpay)} in the MSE" if overpay != 1 else ""
     )
+    if t.get("reward_sum_weight"):
+        reward += (
+            f"; plus ×{_fmt(t['reward_sum_weight'])} the squared sum of each training row's reward "
+            "errors (return consistency)"
+        )
     if t.get("reward_events") is not None:
         reward += (
             f"; rewards above {_fmt(t['reward_events'])} are events, classified by their own "

@@ -101,6 +101,7 @@ class TrainingRun:
             "training": {
                 **{f: getattr(config, f) for f in FINGERPRINT_FIELDS},
                 "reward_overpay": config.reward_overpay,
+                "reward_sum_weight": config.reward_sum_weight,
                 "reward_events": config.reward_events,
             },
             "machine": machine_info(self.device),

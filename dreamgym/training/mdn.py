@@ -136,6 +136,7 @@ def sequence_loss(
     state: State | None = None,
     resets: torch.Tensor | None = None,
     reward_overpay: float = 1.0,
+    reward_sum_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
     """Masked mixture NLL + reward_weight × reward MSE + done BCE (positives weighted).
 
@@ -146,7 +147,10 @@ def sequence_loss(
     after terminated steps when `mask_terminal_z`. A reward M over-predicts weighs
     `reward_overpay` times one it under-predicts in the MSE (1: symmetric): where the target is
     uncertain (a new tile or not) M then errs low, so a controller cannot farm the dream's
-    optimism. Returns the loss, its parts (`reward_mse` unweighted) and the final LSTM state (to
+    optimism. `reward_sum_weight` adds the squared sum of each row's reward errors (over its
+    masked steps, divided like the MSE): zero-mean noise costs about what the MSE does, while a
+    steady bias of b over a row of n steps costs n times b² — the error that decides a 1,000-step
+    return. Returns the loss, its parts (`reward_mse` unweighted) and the final LSTM state (to
     carry into the next chunk of the same rows).
     """
     if nll_reduction not in NLL_REDUCTIONS:
@@ -173,6 +177,9 @@ def sequence_loss(
     err2 = (predicted - target).pow(2)
     over = torch.where(predicted > target, reward_overpay, 1.0) if reward_overpay != 1.0 else 1.0
     reward_loss = (err2 * over * m).sum() / denom
+    if reward_sum_weight > 0:
+        row_error = ((predicted - target) * m).sum(dim=-1)
+        reward_loss = reward_loss + reward_sum_weight * row_error.pow(2).sum() / denom
     if event_bce is not None:
         reward_loss = reward_loss + event_bce
     pos_weight = torch.tensor(done_weight, device=m.device)
@@ -340,6 +347,7 @@ def train_rnn_epoch(
     mask_terminal_z: bool = False,
     lr_schedule: LRSchedule | None = None,
     reward_overpay: float = 1.0,
+    reward_sum_weight: float = 0.0,
 ) -> dict[str, float]:
     """One pass of M over `episodes` (every step once); mean losses per step.
 
@@ -368,6 +376,7 @@ def train_rnn_epoch(
             state,
             resets,
             reward_overpay=reward_overpay,
+            reward_sum_weight=reward_sum_weight,
         )
         if resets is not None:  # truncated BPTT: carry the state, not its gradient
             state = (final[0].detach(), final[1].detach())

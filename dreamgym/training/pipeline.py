@@ -379,6 +379,7 @@ def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[
             mask_terminal_z=config.mask_terminal_z,
             lr_schedule=LRSchedule(config.rnn_lr, config.rnn_lr_decay, config.rnn_lr_min),
             reward_overpay=config.reward_overpay,
+            reward_sum_weight=config.reward_sum_weight,
         )
 
     def validate(record: dict[str, Any]) -> dict[str, str]:

@@ -157,6 +157,8 @@ def fingerprint(
         options["vae_from"] = vae_from_sha256
     if config.reward_overpay != 1.0:  # likewise: runs from before the option resume unchanged
         options["reward_overpay"] = config.reward_overpay
+    if config.reward_sum_weight != 0.0:
+        options["reward_sum_weight"] = config.reward_sum_weight
     if config.reward_events is not None:
         options["reward_events"] = config.reward_events
     return {
