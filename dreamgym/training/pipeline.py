@@ -388,8 +388,7 @@ def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[
         record["val_reward_mae"] = val["reward_mae"]
         return {"loss": f"{record['loss']:.2f}", "val_nll_dim": f"{val['nll_per_dim']:.3f}"}
 
-    # Windows move (random phase) and streams are packed anew each epoch: the bar's count is
-    # an estimate.
+    # Windows move (random phase), streams are packed anew each epoch: the bar's count estimates.
     batches = count_rnn_batches(
         latents, train_eps, config.seq_len, config.rnn_batch, config.rnn_sequences
     )
