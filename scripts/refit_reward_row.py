@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 
 from dreamgym.spaces import encode_actions_np
 from dreamgym.training.episodes import load_manifests, select_from_datasets
+from dreamgym.training.vae import encode_frames
 from dreamgym.world import World
 
 
@@ -62,12 +63,7 @@ def main() -> None:
     dirs = list(prov["data"])
     val = {tuple(x) for x in prov["episodes"]["val_indices"]}
     cache = load_file(args.latents)["mu"] if args.latents else None
-
-    def encode(frames: np.ndarray) -> torch.Tensor:
-        fr = torch.from_numpy(frames)
-        return torch.cat(
-            [world.vae.encode(fr[i : i + 256])[0].float() for i in range(0, len(fr), 256)]
-        )
+    cpu = torch.device("cpu")
 
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []  # h, r, terminated, held out
     frame0 = 0
@@ -81,7 +77,9 @@ def main() -> None:
                     mu = cache[frame0 : frame0 + steps + 1]
                     frame0 += steps + 1
                 else:
-                    mu = encode(shard["frames"])
+                    mu = torch.from_numpy(
+                        encode_frames(world.vae, shard["frames"], cpu, progress=False)[0]
+                    )
                 h = hidden_states(world, mu, shard["actions"])
                 rows.append(
                     (h, shard["rewards"].astype(np.float64), shard["terminated"].astype(bool),
