@@ -226,3 +226,20 @@ for run in "1 100" "10 100" "10 1000"; do set -- $run
   python scripts/refit_reward_row.py carracing $D/worlds/s12-refit-s$1-w$2 --latents $L --extra $FIXED \
     --extra-holdout 4 --sum-weight $1 --window $2
 done
+# --- session 13 (nothing shipped; the model card's "Two more levers for the fixed-policy bound").
+# The reward row fitted to the dream's own states (open-loop replays of real episodes, 8 each):
+# with the coverage episodes in the term, and with 4 of each fixed policy's 8 episodes.
+python scripts/refit_reward_row.py carracing $D/worlds/s13-cov-d1 --latents $L --dream-weight 1 \
+  --dream-data $D/car-coverage
+python scripts/refit_reward_row.py carracing $D/worlds/s13-fixdream-d1 --latents $L --extra $FIXED \
+  --extra-holdout 4 --dream-weight 1 --dream-data $FIXED
+# M trained on its own samples: session 11's command plus --sampled-inputs (60 epochs, ~30 s each
+# with two runs at once).
+for p in 0.5 1.0; do
+  dreamgym train --data $D/car-coverage $D/car-onpol-s10 $D/car-onpol-s11 --vae-from carracing \
+    --vae-epochs 0 --rnn-epochs 60 --reward-weight 10 --temperature 1.0 --threads 1 \
+    --sampled-inputs $p --out $D/worlds/car-s13-ss$p --name carracing
+done
+for w in s13-cov-d1 s13-fixdream-d1 car-s13-ss0.5 car-s13-ss1.0; do
+  python scripts/fixed_dreams.py $D/worlds/$w --n 64 --seed 300000 --real "$REAL"
+done

@@ -267,6 +267,22 @@ def test_reward_sum_weight_charges_a_steady_bias_not_zero_mean_noise() -> None:
         check_config(TrainConfig(data="d", out="o", reward_sum_weight=-1.0))
 
 
+def _fit_episodes(
+    data: LatentEpisodes, hidden: int, epochs: int, batch: int, **loss: float
+) -> MDNRNN:
+    """A small M (seeded) trained on every episode of `data` in 20-step chunks, lr 0.01."""
+    torch.manual_seed(0)
+    rnn = MDNRNN(MDNRNNConfig(latent_dim=2, action_dim=1, hidden_dim=hidden, n_mixtures=2))
+    opt = make_adam(rnn.parameters(), 1e-2)
+    episodes = np.arange(len(data.lengths))
+    for epoch in range(epochs):
+        train_rnn_epoch(
+            rnn, opt, data, episodes, 20, batch, 1.0, 1.0, 1.0, seed=0, epoch=epoch,
+            sequences="episodes", **loss,
+        )  # fmt: skip
+    return rnn
+
+
 def test_reward_overpay_makes_m_err_low_on_a_reward_it_cannot_predict() -> None:
     """Rewards of 0 or 3 at random (a new tile or not): the MSE learns the mean, overpay less."""
     data = _latents([60] * 8)
@@ -274,14 +290,7 @@ def test_reward_overpay_makes_m_err_low_on_a_reward_it_cannot_predict() -> None:
     data.rewards = torch.from_numpy(np.where(rng.random(len(data.rewards)) < 0.3, 3.0, 0.0)).float()
     means = {}
     for overpay in (1.0, 4.0):
-        torch.manual_seed(0)
-        rnn = MDNRNN(MDNRNNConfig(latent_dim=2, action_dim=1, hidden_dim=16, n_mixtures=2))
-        opt = make_adam(rnn.parameters(), 1e-2)
-        for epoch in range(30):
-            train_rnn_epoch(
-                rnn, opt, data, np.arange(8), 20, 4, 1.0, 1.0, 1.0, seed=0, epoch=epoch,
-                sequences="episodes", reward_overpay=overpay,
-            )  # fmt: skip
+        rnn = _fit_episodes(data, 16, 30, batch=4, reward_overpay=overpay)
         with torch.no_grad():
             z = data.mu[None, :60]
             means[overpay] = float(rnn(z, data.actions[None, :60])[0].reward.mean())
@@ -369,3 +378,49 @@ def test_reward_event_options_measure_the_event_and_refuse_a_useless_threshold()
         reward_event_options(rewards, 5.0)
     with pytest.raises(ValueError, match="every training reward exceeds"):
         reward_event_options(rewards, -200.0)
+
+
+def test_sampled_inputs_swap_frames_for_m_own_one_step_draws() -> None:
+    """Parallel scheduled sampling: inputs become M's draws, never an episode's first frame."""
+    from dreamgym.models.mdnrnn import sample_mdn
+    from dreamgym.training.mdn import mix_in_samples
+
+    torch.manual_seed(0)
+    rnn = MDNRNN(MDNRNNConfig(latent_dim=2, action_dim=1, hidden_dim=8, n_mixtures=2))
+    z, a = torch.randn(2, 6, 2), torch.randn(2, 6, 1)
+    resets = torch.zeros(2, 6, dtype=torch.bool)
+    resets[1, 3] = True  # a second episode starts in row 1 at step 3
+    batch = (z, a, z, torch.zeros(2, 6), torch.zeros(2, 6), torch.ones(2, 6, dtype=torch.bool))
+    mixed = mix_in_samples(rnn, batch, None, resets, 1.0, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        out = rnn(z, a, None, resets)[0]
+        draw = sample_mdn(
+            out.logpi.flatten(0, 1), out.mu.flatten(0, 1), out.logsigma.flatten(0, 1), 1.0, g
+        ).view(2, 6, 2)
+    kept = torch.zeros(2, 6, dtype=torch.bool)
+    kept[:, 0] = True
+    kept[1, 3] = True
+    assert torch.equal(mixed[kept], z[kept])  # the first frame of every episode is V's
+    swapped = ~kept[:, 1:]
+    assert torch.equal(mixed[:, 1:][swapped], draw[:, :-1][swapped])  # M's draw for that frame
+    assert torch.equal(mix_in_samples(rnn, batch, None, resets, 0.0, None), z)
+
+    big = torch.randn(8, 50, 2)
+    batch = (big, torch.randn(8, 50, 1), big, *batch[3:])
+    half = mix_in_samples(rnn, batch, None, None, 0.5, torch.Generator().manual_seed(0))
+    frac = float((half[:, 1:] != big[:, 1:]).any(-1).float().mean())
+    assert 0.4 < frac < 0.6
+    with pytest.raises(ValueError, match="--sampled-inputs"):
+        check_config(TrainConfig(data="d", out="o", sampled_inputs=1.5))
+
+
+def test_training_with_sampled_inputs_is_seeded_and_differs_from_teacher_forcing() -> None:
+    data = _latents([40] * 6)
+
+    def train(fraction: float) -> torch.Tensor:
+        rnn = _fit_episodes(data, 8, 2, batch=3, sampled_inputs=fraction)
+        return rnn.head.weight.detach().clone()
+
+    assert torch.equal(train(0.5), train(0.5))
+    assert not torch.equal(train(0.5), train(0.0))

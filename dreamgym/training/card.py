@@ -64,6 +64,11 @@ def _m_training_line(prov: dict[str, Any]) -> str:
             f"; plus ×{_fmt(t['reward_sum_weight'])} the squared sum of each training row's reward "
             "errors (return consistency)"
         )
+    if t.get("sampled_inputs"):
+        reward += (
+            f"; {_fmt(100 * t['sampled_inputs'])}% of M's input frames replaced by its own "
+            "one-step samples (parallel scheduled sampling)"
+        )
     if t.get("reward_events") is not None:
         reward += (
             f"; rewards above {_fmt(t['reward_events'])} are events, classified by their own "

@@ -152,6 +152,12 @@ class TrainConfig:
         "row's reward errors over its steps, so a small bias the per-step MSE hides under noisy "
         "rewards (0.04 a step is 40 points over 1,000 steps) costs seq_len times more (0: off)",
     )
+    sampled_inputs: float = option(
+        0.0,
+        "fraction of M's input frames replaced by its own one-step samples (parallel scheduled "
+        "sampling): the dream feeds M its own z, so M learns to predict reality from them too "
+        "(0: off, teacher forcing as the paper)",
+    )
     reward_events: float | None = option(
         None,
         "split M's reward into events (steps whose reward exceeds this, e.g. CarRacing's new "
@@ -213,6 +219,15 @@ OUT_SETTINGS_FIELDS = (
     "name",
 )
 """Options that only shape the bundle: a finished run with the same ones is up to date."""
+
+LOSS_OPTION_FIELDS = ("reward_overpay", "reward_sum_weight", "sampled_inputs")
+"""Options of M's loss added after the fingerprint was fixed: recorded only when set."""
+
+
+def loss_options(config: TrainConfig) -> dict[str, float]:
+    """`train_rnn_epoch`'s keyword options of M's loss, from the config."""
+    return {f: getattr(config, f) for f in LOSS_OPTION_FIELDS}
+
 
 EpochCallback = Callable[[str, int, dict[str, Any]], None]
 """`on_epoch(stage, epoch, record)`: called after each epoch of "vae" / "rnn" is committed."""
@@ -282,6 +297,10 @@ def check_config(config: TrainConfig) -> None:
     if not config.reward_sum_weight >= 0:
         raise ValueError(
             f"--reward-sum-weight must be ≥ 0 (0: off), got {config.reward_sum_weight}"
+        )
+    if not 0.0 <= config.sampled_inputs <= 1.0:
+        raise ValueError(
+            f"--sampled-inputs must lie in [0, 1] (0: off), got {config.sampled_inputs}"
         )
     if config.done_weight is not None and not config.done_weight >= 0:
         raise ValueError(f"--done-weight must be ≥ 0 (0: automatic), got {config.done_weight}")

@@ -102,6 +102,7 @@ class TrainingRun:
                 **{f: getattr(config, f) for f in FINGERPRINT_FIELDS},
                 "reward_overpay": config.reward_overpay,
                 "reward_sum_weight": config.reward_sum_weight,
+                "sampled_inputs": config.sampled_inputs,
                 "reward_events": config.reward_events,
             },
             "machine": machine_info(self.device),

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dreamgym.models.mdnrnn import MDNRNN, NLL_REDUCTIONS, mdn_log_prob
+from dreamgym.models.mdnrnn import MDNRNN, NLL_REDUCTIONS, mdn_log_prob, sample_mdn
 from dreamgym.training.config import RNN_SEQUENCES, SEED_RNN
 from dreamgym.training.episodes import episode_starts
 from dreamgym.training.streams import make_streams, stream_chunks
@@ -126,6 +126,43 @@ def rnn_batch(
 State = tuple[torch.Tensor, torch.Tensor]
 
 
+def mix_in_samples(
+    rnn: MDNRNN,
+    batch: tuple[torch.Tensor, ...],
+    state: State | None,
+    resets: torch.Tensor | None,
+    fraction: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """z_in with `fraction` of its frames replaced by M's own one-step samples (τ = 1).
+
+    Parallel scheduled sampling (Duckworth et al. 2019): one teacher-forced pass without
+    gradients predicts every next frame, and a random `fraction` of the inputs z_t (never an
+    episode's first frame, which the dream also takes from V) become M's draw for z_t instead of
+    V's. The targets stay real, so M learns to predict reality from inputs like the dream's own,
+    whose wandering a static parked car's dream reads as motion.
+    """
+    z_in, actions = batch[0], batch[1]
+    with torch.no_grad():
+        out, _ = rnn(z_in, actions, state, resets)
+        b, t = z_in.shape[:2]
+        draw = sample_mdn(
+            out.logpi.flatten(0, 1),
+            out.mu.flatten(0, 1),
+            out.logsigma.flatten(0, 1),
+            1.0,
+            generator,
+        ).view(b, t, -1)
+        u = torch.rand((b, t), generator=generator, device=z_in.device)
+        swap = u < fraction
+        swap[:, 0] = False  # its one-step prediction came from the previous chunk
+        if resets is not None:
+            swap &= ~resets
+    mixed = z_in.clone()
+    mixed[:, 1:][swap[:, 1:]] = draw[:, :-1][swap[:, 1:]].to(z_in.dtype)
+    return mixed
+
+
 def sequence_loss(
     rnn: MDNRNN,
     batch: tuple[torch.Tensor, ...],
@@ -137,6 +174,8 @@ def sequence_loss(
     resets: torch.Tensor | None = None,
     reward_overpay: float = 1.0,
     reward_sum_weight: float = 0.0,
+    sampled_inputs: float = 0.0,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
     """Masked mixture NLL + reward_weight × reward MSE + done BCE (positives weighted).
 
@@ -150,12 +189,15 @@ def sequence_loss(
     optimism. `reward_sum_weight` adds the squared sum of each row's reward errors (over its
     masked steps, divided like the MSE): zero-mean noise costs about what the MSE does, while a
     steady bias of b over a row of n steps costs n times b² — the error that decides a 1,000-step
-    return. Returns the loss, its parts (`reward_mse` unweighted) and the final LSTM state (to
-    carry into the next chunk of the same rows).
+    return. `sampled_inputs` > 0 feeds M that fraction of its own samples as inputs
+    (`mix_in_samples`, drawn with `generator`). Returns the loss, its parts (`reward_mse`
+    unweighted) and the final LSTM state (to carry into the next chunk of the same rows).
     """
     if nll_reduction not in NLL_REDUCTIONS:
         raise ValueError(f"nll_reduction must be one of {NLL_REDUCTIONS}, got {nll_reduction!r}")
     z_in, actions, z_tgt, rewards, dones, mask = batch
+    if sampled_inputs > 0:
+        z_in = mix_in_samples(rnn, batch, state, resets, sampled_inputs, generator)
     out, final = rnn(z_in, actions, state, resets)
     m = mask.float()
     denom = m.sum().clamp(min=1.0)
@@ -348,6 +390,7 @@ def train_rnn_epoch(
     lr_schedule: LRSchedule | None = None,
     reward_overpay: float = 1.0,
     reward_sum_weight: float = 0.0,
+    sampled_inputs: float = 0.0,
 ) -> dict[str, float]:
     """One pass of M over `episodes` (every step once); mean losses per step.
 
@@ -377,6 +420,8 @@ def train_rnn_epoch(
             resets,
             reward_overpay=reward_overpay,
             reward_sum_weight=reward_sum_weight,
+            sampled_inputs=sampled_inputs,
+            generator=gen,
         )
         if resets is not None:  # truncated BPTT: carry the state, not its gradient
             state = (final[0].detach(), final[1].detach())

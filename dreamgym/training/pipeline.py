@@ -58,6 +58,7 @@ from dreamgym.training.config import (
     TrainConfig,
     TrainingStateError,
     check_config,
+    loss_options,
     resolve_run_options,
 )
 from dreamgym.training.context import TrainingRun
@@ -378,8 +379,7 @@ def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[
             nll_reduction=config.nll_reduction,
             mask_terminal_z=config.mask_terminal_z,
             lr_schedule=LRSchedule(config.rnn_lr, config.rnn_lr_decay, config.rnn_lr_min),
-            reward_overpay=config.reward_overpay,
-            reward_sum_weight=config.reward_sum_weight,
+            **loss_options(config),
         )
 
     def validate(record: dict[str, Any]) -> dict[str, str]:

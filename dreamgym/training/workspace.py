@@ -159,6 +159,8 @@ def fingerprint(
         options["reward_overpay"] = config.reward_overpay
     if config.reward_sum_weight != 0.0:
         options["reward_sum_weight"] = config.reward_sum_weight
+    if config.sampled_inputs != 0.0:
+        options["sampled_inputs"] = config.sampled_inputs
     if config.reward_events is not None:
         options["reward_events"] = config.reward_events
     return {
