@@ -129,3 +129,17 @@ dreamgym controller --world $D/worlds/doom-cal115 --out $D/runs/doom-cal115-t1.1
   --rollouts 16 --temperature 1.15 --threads 2 --seed 0 --no-progress
 dreamgym evaluate --world $D/worlds/doom-cal115 --policy $D/runs/doom-cal115-t1.15 --real --episodes 50 --seed 20000 \
   --workers 2 --json --no-progress
+# session 13 (not shipped; the card's "Next levers"): the shipped recipe plus --sampled-inputs 0.5
+# (parallel scheduled sampling), calibrated, diagnosed on 64 episodes per policy, the shipped search,
+# 50 real episodes on the selection seeds 20050+ (572.0; shipped 680.8 there).
+dreamgym train --data $DATA --out $D/worlds/doom-s13-ss0.5 --vae-epochs 0 --vae-from doom_takecover \
+  --rnn-epochs 30 --latent 64 --hidden 256 --mixture per_dim --rnn-sequences episodes --seq-len 100 \
+  --rnn-lr-decay 0.99999 --nll-reduction sum --mask-terminal-z --done-weight 10.0 --temperature 1.15 \
+  --sampled-inputs 0.5 --threads 1 --name doom_takecover --no-progress
+dreamgym calibrate --world $D/worlds/doom-s13-ss0.5 --data $DATA --temperature 0.1 --no-progress
+dreamgym diagnose --world $D/worlds/doom-s13-ss0.5 --episodes 64 --seed 120000 --no-teacher --workers 1 \
+  --out $D/diag-doom-s13-ss0.5 --no-progress
+dreamgym controller --world $D/worlds/doom-s13-ss0.5 --generations 20 --popsize 32 --rollouts 16 \
+  --temperature 0.1 --obs-mode zh --threads 1 --seed 0 --out $D/runs/doom-s13-ss0.5-s0 --no-progress
+dreamgym evaluate --world $D/worlds/doom-s13-ss0.5 --policy $D/runs/doom-s13-ss0.5-s0 --real --episodes 50 \
+  --seed 20050 --workers 1 --json --no-progress
