@@ -3,7 +3,8 @@
 usage: python scripts/refit_reward_row.py WORLD OUT [--extra DATA ...] [--extra-holdout K]
            [--terminal include|exclude]
            [--sum-weight W] [--window N] [--ridge L] [--latents OUT_OF_TRAIN/latents.safetensors]
-           [--dream-weight W] [--dream-window N] [--dream-samples K] [--temperature T] [--seed S]
+           [--dream-weight W] [--dream-window N] [--dream-samples K] [--dream-data DATA ...]
+           [--temperature T] [--seed S]
 
 Why: a controller reads M's hidden state h, so any change to the LSTM needs a new controller. The
 reward row of M's head is linear in h, so it can be refitted alone, in closed form, and the

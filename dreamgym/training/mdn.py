@@ -139,8 +139,8 @@ def mix_in_samples(
     Parallel scheduled sampling (Duckworth et al. 2019): one teacher-forced pass without
     gradients predicts every next frame, and a random `fraction` of the inputs z_t (never an
     episode's first frame, which the dream also takes from V) become M's draw for z_t instead of
-    V's. The targets stay real, so M learns to predict reality from inputs like the dream's own,
-    whose wandering a static parked car's dream reads as motion.
+    V's. The targets stay real, so M learns to predict reality from inputs like the dream's own
+    (in a parked car's dream the sampled z wanders, and M reads the wandering as motion).
     """
     z_in, actions = batch[0], batch[1]
     with torch.no_grad():
