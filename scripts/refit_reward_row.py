@@ -89,7 +89,6 @@ def dream_feature_sums(
             feats[:, t // window, hd] += w
             alive = alive * (1.0 - m.done_probability(out.done_logit).double())
             z = sample_mdn(out.logpi, out.mu, out.logsigma, temperature, g)
-            h, c = h.clone(), c.clone()
     return feats.view(n, samples, pieces, hd + 1).mean(1).numpy()
 
 
@@ -205,10 +204,9 @@ def main() -> None:
             if held:
                 continue
             for k in range(-(-len(r) // args.dream_window)):
-                n_steps = len(r[k * args.dream_window : (k + 1) * args.dream_window])
-                rs = r[k * args.dream_window : (k + 1) * args.dream_window].sum()
-                a_mat += args.dream_weight * np.outer(f[k], f[k]) / n_steps
-                b_vec += args.dream_weight * f[k] * rs / n_steps
+                piece = r[k * args.dream_window : (k + 1) * args.dream_window]
+                a_mat += args.dream_weight * np.outer(f[k], f[k]) / len(piece)
+                b_vec += args.dream_weight * f[k] * piece.sum() / len(piece)
     a_mat[:-1, :-1] += args.ridge * np.eye(n_feat - 1)
     new = np.linalg.solve(a_mat, b_vec)
 

@@ -224,9 +224,12 @@ LOSS_OPTION_FIELDS = ("reward_overpay", "reward_sum_weight", "sampled_inputs")
 """Options of M's loss added after the fingerprint was fixed: recorded only when set."""
 
 
-def loss_options(config: TrainConfig) -> dict[str, float]:
-    """`train_rnn_epoch`'s keyword options of M's loss, from the config."""
-    return {f: getattr(config, f) for f in LOSS_OPTION_FIELDS}
+def loss_options(config: TrainConfig, only_set: bool = False) -> dict[str, float]:
+    """`train_rnn_epoch`'s keyword options of M's loss, from the config; `only_set`: just those
+    that differ from their default (what a run's fingerprint records)."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    values = {f: getattr(config, f) for f in LOSS_OPTION_FIELDS}
+    return {k: v for k, v in values.items() if v != defaults[k]} if only_set else values
 
 
 EpochCallback = Callable[[str, int, dict[str, Any]], None]

@@ -24,6 +24,7 @@ from dreamgym.training.config import (
     EpochCallback,
     TrainConfig,
     command_line,
+    loss_options,
 )
 from dreamgym.training.episodes import EpisodeData
 from dreamgym.training.workspace import Workspace
@@ -100,9 +101,7 @@ class TrainingRun:
             "wall_seconds": wall,
             "training": {
                 **{f: getattr(config, f) for f in FINGERPRINT_FIELDS},
-                "reward_overpay": config.reward_overpay,
-                "reward_sum_weight": config.reward_sum_weight,
-                "sampled_inputs": config.sampled_inputs,
+                **loss_options(config),
                 "reward_events": config.reward_events,
             },
             "machine": machine_info(self.device),

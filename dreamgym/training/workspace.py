@@ -25,6 +25,7 @@ from dreamgym.training.config import (
     FINGERPRINT_FIELDS,
     TrainConfig,
     TrainingStateError,
+    loss_options,
     upgrade_stored_options,
 )
 from dreamgym.utils.files import atomic_save_safetensors, atomic_write_json, sha256_bytes
@@ -155,12 +156,8 @@ def fingerprint(
     options = {f: getattr(config, f) for f in FINGERPRINT_FIELDS}
     if vae_from_sha256 is not None:  # only when set, so runs without it keep their fingerprint
         options["vae_from"] = vae_from_sha256
-    if config.reward_overpay != 1.0:  # likewise: runs from before the option resume unchanged
-        options["reward_overpay"] = config.reward_overpay
-    if config.reward_sum_weight != 0.0:
-        options["reward_sum_weight"] = config.reward_sum_weight
-    if config.sampled_inputs != 0.0:
-        options["sampled_inputs"] = config.sampled_inputs
+    # likewise: runs from before these options resume unchanged
+    options.update(loss_options(config, only_set=True))
     if config.reward_events is not None:
         options["reward_events"] = config.reward_events
     return {
