@@ -383,3 +383,25 @@ def test_reward_events_reach_the_bundle_the_card_and_the_dream(
         _, reward, *_ = env.step(env.action_space.sample())
         assert -0.1 - 1.0 < reward < cfg["reward_event"] + 1.0
     env.close()
+
+
+def _interrupt_at(stage: str, epoch: int) -> Any:
+    def on_epoch(s: str, e: int, record: dict[str, Any]) -> None:
+        if (s, e) == (stage, epoch):
+            raise KeyboardInterrupt
+
+    return on_epoch
+
+
+@pytest.mark.parametrize("stage", ["vae", "rnn"])
+def test_interrupted_run_resumes_bit_identical(car_data: Path, tmp_path: Path, stage: str) -> None:
+    """Ctrl-C after an epoch of V (or M), then the same command: the same weights, to the bit."""
+    options = {**TINY, "vae_epochs": 3, "rnn_epochs": 2, "weights_dtype": "float32"}
+    whole = train_world(TrainConfig(data=str(car_data), out=str(tmp_path / "whole"), **options))
+    config = TrainConfig(data=str(car_data), out=str(tmp_path / "cut"), **options)
+    with pytest.raises(KeyboardInterrupt):
+        train_world(config, on_epoch=_interrupt_at(stage, 1))
+    assert _progress(tmp_path / "cut")[stage]["epochs_done"] == 1
+    cut = train_world(config)
+    for name in ("vae.safetensors", "mdnrnn.safetensors", "initial_latents.safetensors"):
+        assert (cut / name).read_bytes() == (whole / name).read_bytes(), name

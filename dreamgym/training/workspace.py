@@ -133,6 +133,7 @@ class Workspace:
             for pid, st in checkpoint.get("state_extra", {}).items():
                 state.setdefault(int(pid), {}).update(st)
             optimizer.load_state_dict({"state": state, "param_groups": checkpoint["param_groups"]})
+            match_param_layouts(optimizer)
         except Exception as e:  # a missing or damaged file: name it and the fix
             raise TrainingStateError(
                 f"cannot resume from checkpoint {path} ({e}); delete {self.dir} to start over"
@@ -143,6 +144,26 @@ class Workspace:
         for p in self.dir.glob(f"{stage}_epoch*.safetensors"):
             if p.name != keep:
                 p.unlink(missing_ok=True)
+
+
+def match_param_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor its parameter's memory layout (strides).
+
+    A checkpoint stores tensors contiguous; V trains with channels-last weights, and Adam's
+    moments made during training are channels-last too. Fused Adam walks parameters and moments
+    as flat memory, so a contiguous moment beside a channels-last weight pairs the wrong
+    elements: a resumed run would drift from an uninterrupted one. Same layout, same pairing.
+    """
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if (
+                    torch.is_tensor(value)
+                    and value.shape == param.shape
+                    and value.stride() != param.stride()
+                ):
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def fingerprint(
