@@ -112,14 +112,13 @@ def check_actions(space: gym.Space, actions: Any, num_envs: int | None = None) -
                 f"expected {n} integer Discrete actions of shape ({n},), got dtype "
                 f"{arr.dtype} and shape {arr.shape}"
             )
-        out = arr.astype(np.int64)
         lo, hi = _discrete_bounds(space)
-        outside = (out < lo) | (out >= hi)
+        outside = (arr < lo) | (arr >= hi)  # before the cast: a uint64 2**64-1 is not -1
         if outside.any():
             raise ValueError(
-                f"Discrete actions must lie in [{lo}, {hi}), got {out[outside][:5].tolist()}"
+                f"Discrete actions must lie in [{lo}, {hi}), got {arr[outside][:5].tolist()}"
             )
-        return out
+        return arr.astype(np.int64)
     shape = (n, *space.shape)
     if arr.shape != shape or not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(
@@ -144,11 +143,12 @@ def _check_one_action(space: gym.Space, action: Any) -> np.ndarray:
                 f"expected one integer action for {space}, got {action!r} "
                 f"(dtype {arr.dtype}, shape {arr.shape})"
             )
-        out = arr.astype(np.int64).reshape(1)
         lo, hi = _discrete_bounds(space)
-        if not lo <= int(out[0]) < hi:
-            raise ValueError(f"Discrete action must lie in [{lo}, {hi}), got {int(out[0])}")
-        return out
+        if not lo <= int(arr.reshape(-1)[0]) < hi:  # before the cast: uint64 stays unsigned
+            raise ValueError(
+                f"Discrete action must lie in [{lo}, {hi}), got {int(arr.reshape(-1)[0])}"
+            )
+        return arr.astype(np.int64).reshape(1)
     if arr.shape != space.shape or not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(
             f"expected a float action of shape {space.shape}, got dtype {arr.dtype} and "

@@ -33,6 +33,7 @@ from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, 
 from dreamgym.models.mdnrnn import sample_mdn
 from dreamgym.models.noise import draw_grouped
 from dreamgym.spaces import check_actions, encode_actions_tensor
+from dreamgym.utils.validate import check_int, check_seed
 from dreamgym.world import World
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
 
 RENDER_FPS = 50
 """Frames per second a rendered dream is meant to be shown at."""
+DEVICE_TYPES = ("cpu", "cuda")
+"""Devices the dream runs on (others lack ops it needs or were never tested)."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -62,9 +65,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             'use device="cpu", or device="auto" to fall back to the CPU'
         )
     try:
-        return torch.device(device)
-    except RuntimeError as e:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as e:
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from e
+    if resolved.type not in DEVICE_TYPES:
+        raise ValueError(
+            f"device={device!r} is not supported by the dream; use 'auto', 'cpu' or 'cuda'"
+        )
+    return resolved
 
 
 def observation_space_for(world: World, obs_mode: str) -> gym.spaces.Box:
@@ -87,7 +95,8 @@ def _check_noise_groups(noise_groups: int | None, num_envs: int) -> int | None:
     """None (independent noise), or a group count R that divides num_envs (shared noise)."""
     if noise_groups is None:
         return None
-    if int(noise_groups) < 1 or num_envs % int(noise_groups):
+    check_int(noise_groups, "noise_groups", "DreamVectorEnv", minimum=1)
+    if num_envs % int(noise_groups):
         raise ValueError(
             f"noise_groups must divide num_envs ({num_envs}), got {noise_groups}; pass "
             "noise_groups=None for independent noise in every env"
@@ -165,8 +174,7 @@ class DreamVectorEnv(VectorEnv):
         settings: DreamSettings | None = None,
         noise_groups: int | None = None,
     ) -> None:
-        if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be ≥ 1, got {num_envs}")
+        check_int(num_envs, "num_envs", "DreamVectorEnv", minimum=1)
         self.noise_groups = _check_noise_groups(noise_groups, int(num_envs))
         settings = DreamSettings.from_arguments(
             settings,
@@ -231,12 +239,28 @@ class DreamVectorEnv(VectorEnv):
 
     # --- torch level ------------------------------------------------------------------------
     @property
+    def temperature(self) -> float:
+        """Sampling temperature τ (a positive finite number; settable between steps)."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self._temperature = check_temperature(value, "DreamVectorEnv")
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise gym.error.ClosedEnvironmentError(
+                "this dream env was closed; make a new one to reset or step it again"
+            )
+
+    @property
     def seeded(self) -> bool:
         """Whether the generator has been seeded (by `seed_generator` or a reset)."""
         return self._seeded
 
     def seed_generator(self, seed: int | None) -> None:
         """Reseed the env's torch.Generator (a fresh random seed when `seed` is None)."""
+        check_seed(seed, "seed", "reset")
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
         self.generator.manual_seed(int(seed))
@@ -247,6 +271,7 @@ class DreamVectorEnv(VectorEnv):
         self, seed: int | None = None, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Reset all envs (or those in `mask`): z_0 from the world's latent bank, h_0 = c_0 = 0."""
+        self._check_open()
         if seed is not None or not self._seeded:
             self.seed_generator(seed)
         if mask is None:
@@ -299,6 +324,7 @@ class DreamVectorEnv(VectorEnv):
     @torch.inference_mode()
     def step_tensors(self, actions: torch.Tensor, validate: bool = True) -> DreamStep:
         """One batched dream step, tensors in and out (no numpy). Honours autoreset_mode."""
+        self._check_open()
         if not self._has_reset:
             raise gym.error.ResetNeeded(
                 "call reset() (or reset_tensors()) before stepping the dream"
@@ -357,6 +383,8 @@ class DreamVectorEnv(VectorEnv):
         """Reset every env (or `options["reset_mask"]`); an int seed reseeds the generator."""
         if isinstance(seed, (list, tuple)):
             # One generator drives the whole batch: the first seed seeds it.
+            for i, s in enumerate(seed):
+                check_seed(s, f"seed[{i}]", "reset")
             seed = next((s for s in seed if s is not None), None)
         mask = None
         if options and "reset_mask" in options:

@@ -11,9 +11,16 @@ This module imports no torch: configs and the CLI can build settings without loa
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from dreamgym.utils.validate import (
+    InvalidValueError,
+    check_int,
+    check_positive,
+    check_probability,
+    check_str,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -25,15 +32,25 @@ TERMINATION_MODES = ("sample", "threshold")
 """How M's done head ends an episode (see `DreamSettings.termination`)."""
 
 
-def check_temperature(value: Any) -> float:
-    """τ as a float; anything but a positive finite number is a ValueError."""
-    try:
-        tau = float(value)
-    except (TypeError, ValueError):
-        tau = math.nan
-    if not tau > 0 or not math.isfinite(tau):
-        raise ValueError(f"temperature must be a positive number, got {value}")
-    return tau
+def check_temperature(value: Any, where: str = "") -> float:
+    """τ as a float; anything but a positive finite number (bools and strings too) is refused."""
+    return check_positive(value, "temperature", where)  # type: ignore[return-value]
+
+
+def check_max_episode_steps(value: Any, where: str = "") -> int | None:
+    """An episode limit: an integer ≥ 1, or None (no limit of its own)."""
+    return check_int(value, "max_episode_steps", where, minimum=1, optional=True)
+
+
+def check_device(value: Any, where: str = "") -> Any:
+    """A device name ("auto", "cpu", "cuda", "cuda:1") or a torch.device; no other type."""
+    if type(value).__name__ == "device" and type(value).__module__.startswith("torch"):
+        return value
+    if not isinstance(value, str) or not value:
+        raise InvalidValueError(
+            f"{where + ': ' if where else ''}device must be 'auto', 'cpu' or 'cuda', got {value!r}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -55,17 +72,15 @@ class DreamSettings:
     """The done probability above which `termination="threshold"` ends an episode."""
 
     def __post_init__(self) -> None:
-        if self.obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
-        if self.termination not in TERMINATION_MODES:
-            raise ValueError(
-                f"termination must be one of {TERMINATION_MODES}, got {self.termination!r}"
-            )
+        check_str(self.obs_mode, "obs_mode", choices=OBS_MODES)
+        check_str(self.termination, "termination", choices=TERMINATION_MODES)
         if self.temperature is not None:
             object.__setattr__(self, "temperature", check_temperature(self.temperature))
-        if self.max_episode_steps is not None:
-            object.__setattr__(self, "max_episode_steps", int(self.max_episode_steps))
-        object.__setattr__(self, "done_threshold", float(self.done_threshold))
+        check_device(self.device)
+        steps = check_max_episode_steps(self.max_episode_steps)
+        object.__setattr__(self, "max_episode_steps", steps)
+        threshold = check_probability(self.done_threshold, "done_threshold")
+        object.__setattr__(self, "done_threshold", threshold)
 
     @classmethod
     def from_arguments(cls, settings: DreamSettings | None, **keywords: Any) -> DreamSettings:

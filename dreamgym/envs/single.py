@@ -74,9 +74,7 @@ class DreamEnv(gym.Env):
 
     @temperature.setter
     def temperature(self, value: float) -> None:
-        if not value > 0:
-            raise ValueError(f"temperature must be > 0, got {value}")
-        self.core.temperature = float(value)
+        self.core.temperature = value  # the core checks it (a positive finite number)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -114,6 +112,8 @@ class DreamEnv(gym.Env):
         return None
 
     def close(self) -> None:
+        """Close the window (if any) and the core: `reset`/`step` then raise."""
         if self._window is not None:
             close_window(self._window)
             self._window = None
+        self.core.close()
