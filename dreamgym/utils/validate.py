@@ -113,9 +113,7 @@ def check_positive(value: Any, name: str, where: str = "", optional: bool = Fals
     return check_float(value, name, where, low=0.0, low_open=True, optional=optional)
 
 
-def check_str(
-    value: Any, name: str, where: str = "", choices: Sequence[str] | None = None
-) -> str:
+def check_str(value: Any, name: str, where: str = "", choices: Sequence[str] | None = None) -> str:
     """A non-empty string, one of `choices` if given."""
     want = f"one of {tuple(choices)}" if choices is not None else "a non-empty string"
     if not isinstance(value, str) or not value or (choices is not None and value not in choices):
@@ -130,12 +128,16 @@ def check_bool(value: Any, name: str, where: str = "") -> bool:
     return value
 
 
-def check_seed(value: Any, name: str = "seed", where: str = "", optional: bool = True) -> int | None:
+def check_seed(
+    value: Any, name: str = "seed", where: str = "", optional: bool = True
+) -> int | None:
     """A seed: an integer in [0, 2**64) (None: draw one), never a float, bool or string."""
     if value is None and optional:
         return None
     if not is_integer(value) or not 0 <= int(value) < SEED_LIMIT:
-        raise _fail(name, where, "an integer in [0, 2**64)" + (" or None" if optional else ""), value)
+        raise _fail(
+            name, where, "an integer in [0, 2**64)" + (" or None" if optional else ""), value
+        )
     return int(value)
 
 
