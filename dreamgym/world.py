@@ -4,7 +4,8 @@ A bundle is everything needed to dream an environment offline: `config.json` (sc
 env id, action space, preprocessing, hyper-parameters, episode limit, sha256 of every weight
 file, provenance and measured metrics), `vae.safetensors`, `mdnrnn.safetensors`,
 `initial_latents.safetensors` and a `MODEL_CARD.md`. Loading never unpickles anything: weights
-are safetensors and every file is checked against its recorded checksum and shapes.
+are safetensors and every file is checked against its recorded checksum and shapes; config.json
+itself is validated field by field and carries its own checksum (`dreamgym.world_config`).
 """
 
 from __future__ import annotations
@@ -26,16 +27,21 @@ from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig
 from dreamgym.models.vae import ConvVAE, VAEConfig
 from dreamgym.preprocessing import FramePreprocessing, preprocessing_for
 from dreamgym.spaces import action_input_dim, action_space_from_dict, action_space_to_dict
-from dreamgym.utils.files import (
-    atomic_save_safetensors,
-    atomic_write_bytes,
-    atomic_write_json,
-    sha256_file,
-)
+from dreamgym.utils.files import atomic_save_safetensors, atomic_write_bytes, sha256_file
+from dreamgym.utils.validate import check_relative_path, resolve_inside
 from dreamgym.utils.versioned_json import read_versioned_json
+from dreamgym.world_config import (
+    CONFIG_FILE,
+    SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
+    check_config_checksum,
+    default_model_card,
+    restamp_config,
+    validate_config,
+    write_config,
+)
 
-SCHEMA_VERSION = 1
-CONFIG_FILE = "config.json"
+__all__ = ["CONFIG_FILE", "SCHEMA_VERSION", "World", "WorldLoadError", "restamp_config"]
 VAE_FILE = "vae.safetensors"
 MDNRNN_FILE = "mdnrnn.safetensors"
 LATENTS_FILE = "initial_latents.safetensors"
@@ -323,10 +329,11 @@ class World:
         config["weights_dtype"] = dtype
         files = {name: sha256_file(out / name) for name in WEIGHT_FILES}
         for extra in config.get("files", {}):
+            check_relative_path(extra, f"files[{extra!r}]", "World.save")
             if extra not in files and (out / extra).is_file():
                 files[extra] = sha256_file(out / extra)
         config["files"] = files
-        atomic_write_json(out / CONFIG_FILE, config)
+        config = write_config(out, config)
         if not (out / MODEL_CARD_FILE).exists():
             atomic_write_bytes(out / MODEL_CARD_FILE, default_model_card(config).encode())
         self.config = config
@@ -337,8 +344,9 @@ class World:
         """Record the checksum of an extra file in the bundle (e.g. a shipped controller)."""
         if self.path is None:
             raise ValueError("save the world before registering files in it")
-        self.config.setdefault("files", {})[name] = sha256_file(self.path / name)
-        atomic_write_json(self.path / CONFIG_FILE, self.config)
+        file = resolve_inside(self.path, name, "file", "World.register_file")
+        self.config.setdefault("files", {})[name] = sha256_file(file)
+        self.config = write_config(self.path, self.config)
 
     @classmethod
     def load(cls, world: str | os.PathLike, device: str | torch.device = "cpu") -> World:
@@ -350,16 +358,7 @@ class World:
                 f"world {path} has no {CONFIG_FILE} — it is not a world bundle; "
                 "re-run `dreamgym train` or `dreamgym init` to write one"
             )
-        config = read_versioned_json(
-            config_path,
-            "world config",
-            SCHEMA_VERSION,
-            "the bundle is corrupt or from another dreamgym: restore it or re-save the world",
-            error=WorldLoadError,
-        )
-        for key in ("env_id", "action_space", "preprocessing", "vae", "mdnrnn", "files"):
-            if key not in config:
-                raise WorldLoadError(f"{config_path} lacks the key {key!r}; the bundle is corrupt")
+        config = _read_config(config_path)
         checksums: dict[str, str] = config["files"]
         for name in WEIGHT_FILES:
             if name not in checksums:
@@ -367,7 +366,7 @@ class World:
                     f"{config_path} records no sha256 for {name}; re-save the world"
                 )
         for name, expected in checksums.items():
-            f = path / name
+            f = _inside(path, name, config_path)
             if not f.is_file():
                 raise WorldLoadError(
                     f"world {path} has no {name} — re-run `dreamgym train` or pass a complete "
@@ -393,6 +392,7 @@ class World:
                     f"{path / LATENTS_FILE}: {key!r} must be (N, {z}), got "
                     f"{None if t is None else tuple(t.shape)}; the bundle does not match its config"
                 )
+            _check_weights(path / LATENTS_FILE, key, t)
         if rnn.config.latent_dim != z:
             raise WorldLoadError(f"{config_path}: V's latent_dim {z} ≠ M's {rnn.config.latent_dim}")
         action_space = action_space_from_dict(config["action_space"])
@@ -403,6 +403,45 @@ class World:
             )
         world = cls(vae, rnn, latents["mu"], latents["logvar"], config, path)
         return world.to(device)
+
+
+def _read_config(config_path: Path) -> dict[str, Any]:
+    """config.json, once its version, every field and (version 2) its own checksum are right."""
+    config = read_versioned_json(
+        config_path,
+        "world config",
+        SCHEMA_VERSIONS,
+        "the bundle is corrupt or from another dreamgym: restore it or re-save the world",
+        error=WorldLoadError,
+    )
+    try:
+        validate_config(config, config_path)
+        check_config_checksum(config, config_path)
+    except ValueError as e:
+        raise WorldLoadError(str(e)) from None
+    return config
+
+
+def _inside(path: Path, name: str, config_path: Path) -> Path:
+    """A file the config names, once its name stays inside the bundle (no '..', no root)."""
+    try:
+        return resolve_inside(path, name, f"files[{name!r}]", str(config_path))
+    except ValueError as e:
+        raise WorldLoadError(str(e)) from None
+
+
+def _check_weights(file: Path, name: str, tensor: torch.Tensor) -> None:
+    """Weights are floating point and finite: a NaN in V or M would dream NaN without a word."""
+    if not tensor.is_floating_point():
+        raise WorldLoadError(
+            f"{file}: tensor {name!r} has dtype {tensor.dtype}, not a float; the weights are "
+            "not a dreamgym world's"
+        )
+    if not bool(torch.isfinite(tensor).all()):
+        raise WorldLoadError(
+            f"{file}: tensor {name!r} holds NaN or inf values; the weights are damaged (a "
+            "diverged training run?) — retrain or restore the bundle"
+        )
 
 
 def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
@@ -425,38 +464,10 @@ def _load_state(module: torch.nn.Module, file: Path) -> None:
             f"unexpected {unexpected[:3]}"
         )
     for k, v in expected.items():
+        _check_weights(file, k, state[k])
         if tuple(state[k].shape) != tuple(v.shape):
             raise WorldLoadError(
                 f"{file}: tensor {k!r} has shape {tuple(state[k].shape)} but config.json implies "
                 f"{tuple(v.shape)}; the weights do not match the config"
             )
     module.load_state_dict({k: v.float() for k, v in state.items()})
-
-
-def default_model_card(config: dict[str, Any]) -> str:
-    prov = config.get("provenance", {})
-    metrics = config.get("metrics", {})
-    lines = [
-        f"# World: {config.get('name') or config['env_id']}",
-        "",
-        f"- Real env: `{config['env_id']}`",
-        f"- Latent z: {config['vae']['latent_dim']}, LSTM hidden: {config['mdnrnn']['hidden_dim']}, "
-        f"mixtures: {config['mdnrnn']['n_mixtures']} "
-        f"({config['mdnrnn'].get('mixture', 'shared').replace('_', ' ')})",
-        f"- Default temperature τ: {config.get('temperature', 1.0)}",
-        f"- Max episode steps: {config.get('max_episode_steps')}",
-        "",
-        "## Provenance",
-        "```json",
-        json.dumps(prov, indent=2),
-        "```",
-        "",
-        "## Held-out metrics",
-        "```json",
-        json.dumps(metrics, indent=2),
-        "```",
-        "",
-    ]
-    if prov.get("kind") == "untrained":
-        lines.insert(2, "**Untrained**: random V and M, for plumbing only. Dreams are noise.\n")
-    return "\n".join(lines)

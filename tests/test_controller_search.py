@@ -28,6 +28,7 @@ from dreamgym.training.cmaes import HISTORY_FILE, STATE_FILE, ControllerConfig, 
 from dreamgym.training.cmaes_search import Search, _ask, _generation_seeds, _mean_seed
 from dreamgym.training.population import EnsembleEvaluator, PopulationEvaluator, member_seed
 from dreamgym.world import World
+from dreamgym.world_config import write_config
 from dreamgym.wrappers import WorldModelObservation
 
 
@@ -268,7 +269,7 @@ def test_a_run_does_not_resume_in_a_recalibrated_world(tmp_path: Path, box_world
     train_controller(run_config(world_dir, tmp_path / "run", generations=1))
     config = json.loads((world_dir / "config.json").read_text())
     config["mdnrnn"]["done_logit_offset"] = -0.5
-    (world_dir / "config.json").write_text(json.dumps(config))
+    write_config(world_dir, config)  # as `dreamgym calibrate` writes it
     with pytest.raises(ValueError, match="done_logit_offset=0.0 \\(now -0.5\\).*calibrated since"):
         train_controller(run_config(world_dir, tmp_path / "run", generations=2))
     history = json.loads((tmp_path / "run" / HISTORY_FILE).read_text())

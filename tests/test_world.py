@@ -22,6 +22,7 @@ from dreamgym.world import (
     WorldLoadError,
     sha256_file,
 )
+from dreamgym.world_config import CHECKSUM_KEY, config_checksum
 
 
 def _assert_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -98,6 +99,7 @@ def _edit_config(path: Path, **changes) -> None:
         for p in parents:
             target = target[p]
         target[leaf] = value
+    cfg[CHECKSUM_KEY] = config_checksum(cfg)  # an edit made through the front door
     (path / CONFIG_FILE).write_text(json.dumps(cfg))
 
 
@@ -105,6 +107,7 @@ def _fix_checksum(path: Path, name: str) -> None:
     """Record the current sha256 of `name`, so only a later check (parse, shape) can object."""
     cfg = json.loads((path / CONFIG_FILE).read_text())
     cfg["files"][name] = sha256_file(path / name)
+    cfg[CHECKSUM_KEY] = config_checksum(cfg)
     (path / CONFIG_FILE).write_text(json.dumps(cfg))
 
 

@@ -40,9 +40,9 @@ from dreamgym.data.rollout import policy_seed
 from dreamgym.evaluation.dream import dream_episodes
 from dreamgym.policies import Policy
 from dreamgym.policies.fixed import is_fixed_spec
-from dreamgym.utils.files import atomic_write_json
 from dreamgym.utils.options import option
 from dreamgym.world import CONFIG_FILE, World
+from dreamgym.world_config import write_config
 
 WORLD_SUFFIX = " (world "
 """A manifest records a policy that acts through a world as "SPEC (world PATH)"."""
@@ -346,9 +346,8 @@ def write_calibration(world: World, report: dict[str, Any], argv: str | None) ->
     if argv:
         record["argv"] = argv
     config.setdefault("provenance", {})["calibration"] = record
-    path = world.path / CONFIG_FILE
-    atomic_write_json(path, config)
-    return path
+    world.config = write_config(world.path, config)
+    return world.path / CONFIG_FILE
 
 
 def calibration_table(report: dict[str, Any]) -> str:
