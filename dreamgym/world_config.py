@@ -168,7 +168,8 @@ def _check_fields(
         spec[key](value, f"{prefix}.{key}", where)
 
 
-def _check_action_space(d: Any, where: str) -> None:
+def check_action_space_dict(d: Any, where: str) -> None:
+    """An action space as JSON (`spaces.action_space_to_dict`): a Box or a Discrete."""
     check_mapping(d, "action_space", where)
     kind = check_str(d.get("type"), "action_space.type", where, choices=("Box", "Discrete"))
     if kind == "Discrete":
@@ -190,6 +191,11 @@ def _check_action_space(d: Any, where: str) -> None:
         )
 
 
+def check_preprocessing_dict(d: Any, where: str) -> None:
+    """Frame preprocessing as JSON (`FramePreprocessing.to_dict`)."""
+    _check_fields(d, PREPROCESSING_FIELDS, "preprocessing", where, ())
+
+
 def validate_config(config: Any, path: str | os.PathLike[str]) -> None:
     """Every field of a bundle's config.json: types, finite numbers, ranges, file names.
 
@@ -203,8 +209,8 @@ def validate_config(config: Any, path: str | os.PathLike[str]) -> None:
             raise InvalidValueError(f"{where} lacks the key {key!r}; the bundle is corrupt")
     check_str(config["env_id"], "env_id", where)
     _opt(check_str)(config.get("name"), "name", where)
-    _check_action_space(config["action_space"], where)
-    _check_fields(config["preprocessing"], PREPROCESSING_FIELDS, "preprocessing", where, ())
+    check_action_space_dict(config["action_space"], where)
+    check_preprocessing_dict(config["preprocessing"], where)
     _check_fields(config["vae"], VAE_FIELDS, "vae", where, ("latent_dim",))
     _check_fields(
         config["mdnrnn"],

@@ -125,6 +125,17 @@ def _make_tiny_world(tmp_path: Path, discrete: bool, **kw: Any) -> Path:
     return world.save(out, dtype=dtype)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def agent_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dreamgym's config folder (the agent-signing key) in a temp dir: tests never touch $HOME.
+
+    Set in the environment, so worker processes and local Ray workers see the same key.
+    """
+    folder = tmp_path_factory.mktemp("config") / "dreamgym"
+    os.environ["DREAMGYM_CONFIG_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture
 def make_tiny_world() -> Callable[..., Path]:
     """`make_tiny_world(tmp_path, discrete, **kw) -> Path`: a fresh tiny bundle on disk."""

@@ -46,7 +46,7 @@ from dreamgym.runners import LOCAL, check_ray_address, run_on_ray
 from dreamgym.spaces import action_space_to_dict
 from dreamgym.utils.files import TMP_SUFFIX, atomic_write_bytes, sha256_bytes, sha256_file
 from dreamgym.utils.locks import file_lock
-from dreamgym.utils.options import option
+from dreamgym.utils.options import TRUST_AGENT_HELP, option
 
 LOCK_NAME = ".collect.lock"
 """Held by the collecting process so a second `collect` into the same folder fails cleanly."""
@@ -109,9 +109,12 @@ class CollectConfig:
         },
     )
     progress: bool = option(True, "show a progress bar")
+    trust_agent: bool = option(False, TRUST_AGENT_HELP)
 
 
-def _frame_policy_factory(spec: str, world: str | None = None) -> PolicyFactory:
+def _frame_policy_factory(
+    spec: str, world: str | None = None, trust_agent: bool = False
+) -> PolicyFactory:
     """A policy FILE as a factory of frame policies: V encodes each frame, M tracks h.
 
     Imported here, lazily: the policies layer pulls in torch and the world, which random
@@ -119,7 +122,7 @@ def _frame_policy_factory(spec: str, world: str | None = None) -> PolicyFactory:
     """
     from dreamgym.policies.frames import FramePolicyFactory
 
-    return FramePolicyFactory(spec, world)  # checked against the world now
+    return FramePolicyFactory(spec, world, trust=trust_agent)  # checked against the world now
 
 
 def _is_builtin(policy: object) -> bool:
@@ -153,7 +156,7 @@ def collect_from_config(config: CollectConfig) -> CollectResult:
     """`collect` with the options of `dreamgym collect`."""
     policy: str | PolicyFactory = config.policy
     if not _is_builtin(policy):
-        policy = _frame_policy_factory(config.policy, config.world)
+        policy = _frame_policy_factory(config.policy, config.world, config.trust_agent)
     return collect(
         config.env,
         config.episodes,

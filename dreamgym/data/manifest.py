@@ -19,7 +19,15 @@ import numpy as np
 
 from dreamgym.data.shards import SHARD_RE, CorruptShardError, fix_hint, read_shard
 from dreamgym.utils.files import atomic_write_bytes
+from dreamgym.utils.validate import (
+    InvalidValueError,
+    check_float,
+    check_int,
+    check_mapping,
+    check_str,
+)
 from dreamgym.utils.versioned_json import read_versioned_json
+from dreamgym.world_config import check_action_space_dict, check_preprocessing_dict
 
 SCHEMA_VERSION = 1
 """Version of the dataset layout written by `collect`; readers refuse other versions."""
@@ -81,12 +89,55 @@ def load_manifest(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{data_dir} is not a dreamgym dataset (no {MANIFEST_NAME}): run dreamgym collect "
             "first, e.g. dreamgym collect --env CarRacing-v3 --episodes 100 --out DATA"
         )
-    return read_versioned_json(
+    manifest = read_versioned_json(
         path,
         "dataset manifest",
         SCHEMA_VERSION,
         "re-collect the data with this version or install the one that wrote it",
     )
+    validate_manifest(manifest, path)
+    return manifest
+
+
+def validate_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """The header's and every episode line's fields: one line naming the file and the field.
+
+    Shard names must be plain `episode_NNNNNN.npz` names: a manifest never makes dreamgym read
+    a file outside its dataset folder.
+    """
+    where = str(path)
+    check_str(manifest.get("env_id"), "env_id", where)
+    check_action_space_dict(manifest.get("action_space"), where)
+    check_preprocessing_dict(manifest.get("preprocessing"), where)
+    shape = manifest.get("frame_shape")
+    if not isinstance(shape, list) or len(shape) != 3:
+        raise InvalidValueError(f"{where}: frame_shape must be [H, W, 3], got {shape!r}")
+    for i, n in enumerate(shape):
+        check_int(n, f"frame_shape[{i}]", where, minimum=1)
+    check_str(manifest.get("policy"), "policy", where)
+    check_int(manifest.get("seed"), "seed", where, minimum=0)
+    check_int(manifest.get("max_steps"), "max_steps", where, minimum=1, optional=True)
+    episodes = manifest.get("episodes")
+    if not isinstance(episodes, list):
+        raise InvalidValueError(f"{where}: episodes must be a list, got {type(episodes).__name__}")
+    for i, entry in enumerate(episodes):
+        _check_entry(entry, f"episodes[{i}]", where)
+
+
+def _check_entry(entry: Any, name: str, where: str) -> None:
+    check_mapping(entry, name, where)
+    check_int(entry.get("index"), f"{name}.index", where, minimum=0)
+    file = entry.get("file")
+    if not isinstance(file, str) or not SHARD_RE.match(file):
+        raise InvalidValueError(
+            f"{where}: {name}.file must be a shard name in the dataset folder "
+            f"(episode_NNNNNN.npz), got {file!r}"
+        )
+    check_int(entry.get("steps"), f"{name}.steps", where, minimum=0)
+    check_float(entry.get("return"), f"{name}.return", where)
+    sha = entry.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise InvalidValueError(f"{where}: {name}.sha256 must be a sha256 hex digest, got {sha!r}")
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:

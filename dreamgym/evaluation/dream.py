@@ -11,6 +11,7 @@ from gymnasium.vector import AutoresetMode
 
 from dreamgym.envs.dream import DreamVectorEnv
 from dreamgym.policies import Policy, load_policy
+from dreamgym.policies.agent_trust import Trust
 from dreamgym.world import World
 
 
@@ -31,15 +32,26 @@ def evaluate_dream(
     device: str | torch.device = "auto",
     termination: str = "sample",
     done_threshold: float = 0.5,
+    trust: Trust = False,
 ) -> np.ndarray:
     """Returns (float64, `episodes`) of the policy in the dream, all episodes in one batch.
 
     Every env's first episode is one sample (autoreset off; reward stops counting at an env's
     first termination or truncation). The same seed gives the same returns (on CPU).
     `termination` / `done_threshold`: how M's done head ends an episode (`DreamVectorEnv`).
+    `trust`: for an SB3 agent spec, see `dreamgym.policies.load_policy`.
     """
     return dream_episodes(
-        world, policy, episodes, seed, temperature, max_steps, device, termination, done_threshold
+        world,
+        policy,
+        episodes,
+        seed,
+        temperature,
+        max_steps,
+        device,
+        termination,
+        done_threshold,
+        trust,
     ).returns
 
 
@@ -53,12 +65,13 @@ def dream_episodes(
     device: str | torch.device = "auto",
     termination: str = "sample",
     done_threshold: float = 0.5,
+    trust: Trust = False,
 ) -> DreamEpisodes:
     """`evaluate_dream` with the episodes' lengths too (what `dreamgym calibrate` matches)."""
     if int(episodes) < 1:
         raise ValueError(f"episodes must be ≥ 1, got {episodes}")
     if isinstance(policy, str):
-        policy = load_policy(policy, world, seed=seed)
+        policy = load_policy(policy, world, seed=seed, trust=trust)
     env = DreamVectorEnv(
         world,
         num_envs=int(episodes),

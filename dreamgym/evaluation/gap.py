@@ -20,7 +20,7 @@ from dreamgym.evaluation.jobs import RAY_FIELD, returns_in
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES, summarize
 from dreamgym.policies import POLICY_SPECS_HELP, load_policy
 from dreamgym.utils.files import atomic_write_bytes, atomic_write_json
-from dreamgym.utils.options import option
+from dreamgym.utils.options import TRUST_AGENT_HELP, option
 from dreamgym.world import World
 
 GAP_FILES = ("gap.csv", "gap.json", "gap.png")
@@ -45,6 +45,7 @@ class GapConfig:
     device: str = option("auto", "device of the dream: auto, cpu or cuda")
     resamples: int = option(BOOTSTRAP_RESAMPLES, "bootstrap resamples")
     progress: bool = option(True, "show a progress bar (real episodes)")
+    trust_agent: bool = option(False, TRUST_AGENT_HELP)
 
 
 def gap(config: GapConfig) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def gap(config: GapConfig) -> dict[str, Any]:
     than `margin` × |real mean|.
     """
     world = World.load(config.world)
-    policy = load_policy(config.policy, world, seed=config.seed)
+    policy = load_policy(config.policy, world, seed=config.seed, trust=config.trust_agent)
     dream = returns_in("dream", world, policy, config, progress=config.progress)
     real = returns_in("real", world, config.policy, config, progress=config.progress)
     report = gap_report(

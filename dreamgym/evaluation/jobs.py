@@ -12,7 +12,7 @@ from dreamgym.evaluation.real import evaluate_real
 from dreamgym.evaluation.stats import summarize
 from dreamgym.policies import POLICY_SPECS_HELP, Policy, load_policy
 from dreamgym.runners import LOCAL
-from dreamgym.utils.options import option
+from dreamgym.utils.options import TRUST_AGENT_HELP, option
 from dreamgym.world import World
 
 MODES = ("dream", "real")
@@ -46,6 +46,7 @@ class EvaluateConfig:
     ray: str | None = field(default=None, metadata=RAY_FIELD)
     device: str = option("auto", "device of the dream: auto, cpu or cuda")
     progress: bool = option(True, "show a progress bar (real episodes)")
+    trust_agent: bool = option(False, TRUST_AGENT_HELP)
 
 
 def returns_in(
@@ -61,9 +62,10 @@ def returns_in(
     `GapConfig`)."""
     n = config.episodes if episodes is None else episodes
     common = {"episodes": n, "seed": config.seed, "max_steps": config.max_steps}
+    trust = getattr(config, "trust_agent", False)
     if mode == "dream":
         if isinstance(policy, str):
-            policy = load_policy(policy, world, seed=config.seed)
+            policy = load_policy(policy, world, seed=config.seed, trust=trust)
         return evaluate_dream(
             world, policy, temperature=config.temperature, device=config.device, **common
         )
@@ -73,6 +75,7 @@ def returns_in(
         workers=config.workers,
         progress=progress,
         ray_address=getattr(config, "ray", None),
+        trust=trust,
         **common,
     )
 

@@ -24,7 +24,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dreamgym.policies import Policy, RandomPolicy, load_policy
+from dreamgym.policies.agent_trust import Trust
 from dreamgym.policies.fixed import is_fixed_spec
+from dreamgym.policies.loading import worker_trust
 from dreamgym.runners import WorkerSetupError, check_ray_address, run_on_ray, setup_error
 from dreamgym.utils.files import atomic_write_bytes
 from dreamgym.utils.threads import set_worker_threads, torch_threads
@@ -38,7 +40,8 @@ def _real_policy(spec: str, world: World, seed: int, index: int, cached: Policy 
     """The policy for real episode `index`: the random baseline is reseeded with seed + index."""
     if spec == "random":
         return RandomPolicy(world.action_space, seed=seed + index, obs_mode="zh")
-    return cached if cached is not None else load_policy(spec, world, seed=seed)
+    assert cached is not None, "workers load their policy once, in _real_worker_state"
+    return cached
 
 
 def _run_real_episode(env: gym.Env, policy: Policy, seed: int) -> tuple[float, int]:
@@ -55,14 +58,14 @@ def _run_real_episode(env: gym.Env, policy: Policy, seed: int) -> tuple[float, i
 
 
 def _real_worker_state(
-    world_path: str, spec: str, seed: int, max_steps: int | None
+    world_path: str, spec: str, seed: int, max_steps: int | None, trust: Trust = False
 ) -> dict[str, Any]:
     """What a worker keeps between episodes: the world, the policy and the wrapped real env."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless box2d / pygame
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     set_worker_threads(1)
     world = World.load(world_path)
-    policy = None if spec == "random" else load_policy(spec, world, seed=seed)
+    policy = None if spec == "random" else load_policy(spec, world, seed=seed, trust=trust)
     obs_mode = "zh" if policy is None else policy.obs_mode
     kwargs = {} if max_steps is None else {"max_episode_steps": max_steps}
     env = make_real(world, obs_mode, **kwargs)
@@ -74,11 +77,13 @@ def _state_episode(w: dict[str, Any], index: int) -> tuple[float, int]:
     return _run_real_episode(w["env"], policy, w["seed"] + index)
 
 
-def _init_real_worker(world_path: str, spec: str, seed: int, max_steps: int | None) -> None:
+def _init_real_worker(
+    world_path: str, spec: str, seed: int, max_steps: int | None, trust: Trust
+) -> None:
     """Pool initializer: a failure is kept and raised by every episode, as one clear error
     (an initializer that raises would break the pool: `BrokenProcessPool`)."""
     try:
-        _WORKER.update(_real_worker_state(world_path, spec, seed, max_steps))
+        _WORKER.update(_real_worker_state(world_path, spec, seed, max_steps, trust))
     except Exception as e:
         where = f"real-env worker process {mp.current_process().name}"
         _WORKER["error"] = setup_error(where, "make the real env or load the policy", e)
@@ -100,6 +105,7 @@ def evaluate_real(
     max_steps: int | None = None,
     progress: bool = True,
     ray_address: str | None = None,
+    trust: Trust = False,
 ) -> np.ndarray:
     """Returns (float64, `episodes`) of the policy in the real env, seen through V and M.
 
@@ -110,7 +116,8 @@ def evaluate_real(
     Workers read the world from its directory: changes made to a loaded `World` in memory and
     not saved are seen only with `workers=1`. `max_steps` caps episodes on top of the env's limit.
     `ray_address` ("local", "auto", "HOST:PORT"): episodes run as Ray tasks, which get the world
-    and the policy files through Ray; `workers` then caps the episodes in flight.
+    and the policy files through Ray; `workers` then caps the episodes in flight. `trust`: see
+    `load_policy` (workers load exactly the SB3 zip checked here).
     """
     episodes = int(episodes)
     if episodes < 1:
@@ -132,14 +139,15 @@ def evaluate_real(
         workers = 1  # nothing to rebuild the policy or the world from in another process
     loaded_world = world if isinstance(world, World) else World.load(world_path)  # type: ignore[arg-type]
     if isinstance(policy, str):  # load here too: bad specs fail now, with a clear message
-        policy = load_policy(policy, loaded_world, seed=seed)
+        policy = load_policy(policy, loaded_world, seed=seed, trust=trust)
+    trust = worker_trust(policy, trust)
     returns = np.zeros(episodes, dtype=np.float64)
     bar = tqdm(
         total=episodes, unit="ep", desc="real episodes", disable=not progress, dynamic_ncols=True
     )
     try:
         if ray_address is not None:
-            job = RealEvalJob(world_path, spec, seed, max_steps)  # type: ignore[arg-type]
+            job = RealEvalJob(world_path, spec, seed, max_steps, trust)  # type: ignore[arg-type]
 
             def landed(i: int, result: tuple[float, int]) -> None:
                 returns[i] = result[0]
@@ -160,27 +168,27 @@ def evaluate_real(
             finally:
                 env.close()
         else:
-            _real_in_workers(world_path, spec, episodes, seed, workers, max_steps, returns, bar)  # type: ignore[arg-type]
+            run = (world_path, spec, seed, max_steps, trust)
+            _real_in_workers(run, episodes, workers, returns, bar)  # type: ignore[arg-type]
     finally:
         bar.close()
     return returns
 
 
 def _real_in_workers(
-    world_path: str,
-    spec: str,
+    run: tuple[str, str, int, int | None, Trust],
     episodes: int,
-    seed: int,
     workers: int,
-    max_steps: int | None,
     returns: np.ndarray,
     bar: Any,
 ) -> None:
+    """`run` = (world path, spec, seed, max_steps, trust): what each worker loads."""
+    world_path, spec, seed, max_steps, trust = run
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=mp.get_context("spawn"),  # no forked torch / pygame state
         initializer=_init_real_worker,
-        initargs=(str(Path(world_path).resolve()), _portable_spec(spec), seed, max_steps),
+        initargs=(str(Path(world_path).resolve()), _portable_spec(spec), seed, max_steps, trust),
     ) as pool:
         futures = [pool.submit(_real_worker_episode, i) for i in range(episodes)]
         try:
@@ -255,7 +263,9 @@ class RealEvalJob:
     """Real episodes of one evaluation as Ray tasks (`runners.EpisodeJob`): returns (return,
     steps). The world bundle and the policy's files travel with the job, so no node needs them."""
 
-    def __init__(self, world_path: str, spec: str, seed: int, max_steps: int | None) -> None:
+    def __init__(
+        self, world_path: str, spec: str, seed: int, max_steps: int | None, trust: Trust = False
+    ) -> None:
         world_dir = Path(world_path).resolve()
         self.world_files = _bundle_files(world_dir)
         self.spec = _portable_spec(spec)
@@ -265,7 +275,7 @@ class RealEvalJob:
             else _bundle_files(Path(self.spec))
         )
         self.policy_is_dir = Path(self.spec).is_dir()
-        self.seed, self.max_steps = seed, max_steps
+        self.seed, self.max_steps, self.trust = seed, max_steps, trust
         self.what = f"make the real env of world {world_dir.name} or load the policy {spec!r}"
 
     def setup(self) -> dict[str, Any]:
@@ -274,7 +284,7 @@ class RealEvalJob:
         if self.policy_files is not None:
             folder = _unpack(self.policy_files, "policy")
             spec = str(folder if self.policy_is_dir else folder / Path(self.spec).name)
-        return _real_worker_state(str(world), spec, self.seed, self.max_steps)
+        return _real_worker_state(str(world), spec, self.seed, self.max_steps, self.trust)
 
     def episode(self, state: dict[str, Any], index: int) -> tuple[float, int]:
         return _state_episode(state, index)

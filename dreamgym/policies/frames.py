@@ -14,8 +14,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from dreamgym.policies.agent_trust import Trust
 from dreamgym.policies.base import Policy
-from dreamgym.policies.loading import _recorded_world, load_policy
+from dreamgym.policies.loading import _recorded_world, load_policy, worker_trust
 from dreamgym.utils.threads import set_worker_threads
 from dreamgym.world import World
 from dreamgym.wrappers import LatentTracker
@@ -30,11 +31,14 @@ class FramePolicyFactory:
     defaults to the world the policy file records.
     """
 
-    def __init__(self, spec: str, world: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, spec: str, world: str | os.PathLike | None = None, trust: Trust = False
+    ) -> None:
         self.spec = str(spec)
         self.world = str(world) if world is not None else _recorded_world(self.spec)
         self.name = f"{self.spec} (world {self.world})"
-        load_policy(self.spec, self.world)  # fail now, in the parent, on any mismatch
+        # Fail now, in the parent, on any mismatch; workers load the content checked here.
+        self.trust = worker_trust(load_policy(self.spec, self.world, trust=trust), trust)
 
     def __call__(self, env_id: str, action_space: gym.Space) -> _FramePolicy:
         if mp.parent_process() is not None:
@@ -48,7 +52,7 @@ class FramePolicyFactory:
                 f"policy {self.spec!r} acts through world {self.world!r}, learned from "
                 f"{world.env_id}, but the collection env is {env_id}; pass --world for {env_id}"
             )
-        return _FramePolicy(load_policy(self.spec, world), world)
+        return _FramePolicy(load_policy(self.spec, world, trust=self.trust), world)
 
 
 class _FramePolicy:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dreamgym.envs.dream import OBS_MODES, observation_space_for
+from dreamgym.policies.agent_trust import Trust
 from dreamgym.policies.base import Policy
 from dreamgym.policies.fixed import FIXED_SPECS_HELP, fixed_policy, is_fixed_spec
 from dreamgym.policies.linear import (
@@ -36,14 +37,17 @@ POLICY_SPECS_HELP = (
 )
 
 
-def load_policy(spec: str, world: World | str | os.PathLike, seed: int | None = None) -> Policy:
+def load_policy(
+    spec: str, world: World | str | os.PathLike, seed: int | None = None, trust: Trust = False
+) -> Policy:
     """A `Policy` from a spec string, checked against `world` (clear errors on any mismatch).
 
     `spec`: "random" (uniform actions, seeded with `seed`), "bundled" (the controller shipped in
     the world bundle), a controller (its directory, `.safetensors` or `.json`), or an SB3 agent
     (`AGENT.zip`, `AGENT.json` or `AGENT`), or a fixed policy (`constant:0`, `constant:0,1,0`,
     `alternate:1,2@10`; see `dreamgym.policies.fixed`). The returned object carries `spec`, so worker
-    processes can rebuild it.
+    processes can rebuild it. `trust`: for SB3 agents, see `load_sb3_policy` (True: an agent
+    this machine did not write may be loaded; hand workers `worker_trust(policy)`).
     """
     if not isinstance(world, World):
         world = World.load(world)
@@ -59,10 +63,16 @@ def load_policy(spec: str, world: World | str | os.PathLike, seed: int | None = 
         if kind == "controller":
             policy = ControllerPolicy(LinearController.load(path, world))
         else:
-            policy = load_sb3_policy(path, world)
+            policy = load_sb3_policy(path, world, trust=trust)
         check_policy_fits(policy, world, spec)
     policy.spec = spec
     return policy
+
+
+def worker_trust(policy: Policy | str | None, trust: Trust = False) -> Trust:
+    """What a worker passes as `trust` to rebuild `policy`: the verified zip's sha256 for an SB3
+    agent loaded here (so a worker without this machine's key loads that content only)."""
+    return getattr(policy, "zip_sha256", None) or trust
 
 
 def check_policy_fits(policy: Policy, world: World, spec: str = "policy") -> None:

@@ -1,9 +1,11 @@
 """stable-baselines3 agents as dreamgym policies: their files, and loading them checked.
 
-An agent is two files: `AGENT.zip` (SB3's own format; see `load_sb3_policy` for what that implies)
-and `AGENT.json`, which says which world and obs_mode it was trained on. `load_sb3_policy(path,
-world)` returns the agent as a `dreamgym.policies.Policy`, checked against the world (env id,
-weights, obs_mode, observation and action spaces) before it is used. Training is
+An agent is two files: `AGENT.zip` (SB3's own format, a pickle; see `load_sb3_policy` for what
+that implies) and `AGENT.json`, which says which world and obs_mode it was trained on and carries
+the zip's sha256 and this machine's signature (`dreamgym.policies.agent_trust`).
+`load_sb3_policy(path, world)` returns the agent as a `dreamgym.policies.Policy`, checked against
+the world (env id, weights, obs_mode, observation and action spaces) before it is used, its
+network rebuilt from the weights alone (`dreamgym.policies.sb3_params`: nothing is unpickled). Training is
 `dreamgym.training.sb3`; the VecEnv it trains in is `dreamgym.envs.sb3_vec.DreamVecEnv`.
 """
 
@@ -20,11 +22,15 @@ import numpy as np
 import stable_baselines3
 from stable_baselines3 import A2C, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 
 from dreamgym import __version__
-from dreamgym.envs.dream import observation_space_for
+from dreamgym.envs.dream import OBS_MODES, observation_space_for
+from dreamgym.policies.agent_trust import Trust, check_agent_trust, sign_sidecar
+from dreamgym.policies.sb3_params import load_sb3_params, sb3_observation_space
 from dreamgym.spaces import action_space_to_dict, same_action_space
 from dreamgym.utils.files import atomic_write_bytes, atomic_write_json
+from dreamgym.utils.validate import check_mapping, check_str
 from dreamgym.world import World
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC}
@@ -62,7 +68,8 @@ def save_agent(
     """Write `path`.zip (SB3's format) and the sidecar `path`.json, both atomically.
 
     The sidecar records the world (name, env id, `world_sha256`), the obs_mode, the algorithm
-    and the spaces, plus anything in `extra` (steps, seed, temperature, wall time, ...).
+    and the spaces, plus anything in `extra` (steps, seed, temperature, wall time, ...), and is
+    signed with the zip's sha256 (`agent_trust.sign_sidecar`): this machine trusts it later.
     """
     zip_path, json_path = agent_paths(path)
     algo = next((k for k, cls in ALGOS.items() if type(model) is cls), type(model).__name__)
@@ -78,8 +85,9 @@ def save_agent(
         **extra,
         "versions": _versions(),
     }
-    atomic_write_bytes(zip_path, _model_bytes(model))
-    atomic_write_json(json_path, meta)
+    data = _model_bytes(model)
+    atomic_write_bytes(zip_path, data)
+    atomic_write_json(json_path, sign_sidecar(meta, data))
     return zip_path
 
 
@@ -88,11 +96,17 @@ def _versions() -> dict[str, str]:
 
 
 class SB3Policy:
-    """An SB3 agent as a `dreamgym.policies.Policy`: batched observations in, actions out."""
+    """An SB3 agent as a `dreamgym.policies.Policy`: batched observations in, actions out.
+
+    `model` is an algorithm or its policy network (what `load_sb3_policy` loads): both predict.
+    """
+
+    zip_sha256: str | None = None
+    """sha256 of the zip it was loaded from, once verified (workers load that content only)."""
 
     def __init__(
         self,
-        model: BaseAlgorithm,
+        model: BaseAlgorithm | BasePolicy,
         obs_mode: str,
         observation_space: gym.spaces.Box | None = None,
         deterministic: bool = True,
@@ -125,6 +139,7 @@ def load_sb3_policy(
     device: str = "cpu",
     obs_mode: str | None = None,
     strict: bool = True,
+    trust: Trust = False,
 ) -> SB3Policy:
     """Load an agent written by `dreamgym sb3` / `save_agent` and check it fits `world`.
 
@@ -133,25 +148,38 @@ def load_sb3_policy(
     trained in another world reads z and h that mean something else — `strict=False` allows it),
     and the observation and action spaces.
 
-    Security: SB3's `.zip` stores the network weights as tensors (read with
-    `torch.load(weights_only=True)`) but some settings (policy class, schedules) with cloudpickle,
-    which can run code when loaded. That is SB3's own format; load only agents you trust
-    (typically ones you trained). Worlds, by contrast, never unpickle anything.
+    Security: SB3's `.zip` is a pickle (policy class, spaces and schedules are cloudpickled and
+    run code when SB3 loads them). dreamgym never lets SB3 unpickle them: the policy network is
+    rebuilt from the sidecar and the world, and only its weights are read
+    (`torch.load(weights_only=True)`, `dreamgym.policies.sb3_params`). Still, an agent this
+    machine did not write (no valid signature in its sidecar, `dreamgym.policies.agent_trust`)
+    is refused unless `trust=True`, and a zip that is not the one its sidecar records is always
+    refused. The returned policy's `zip_sha256` is the verified content's hash.
     """
     zip_path, json_path = agent_paths(path)
     meta = _read_sidecar(path, zip_path, json_path)
+    digest = check_agent_trust(meta, zip_path, trust)
     if not isinstance(world, World):
         world = World.load(world)
     _check_trained_on(meta, zip_path.name, world, obs_mode, strict)
     obs_mode = meta["obs_mode"]
     algo = meta["algo"]
-    if algo not in ALGOS:
-        raise ValueError(
-            f"agent {zip_path.name}: unknown algorithm {algo!r}; dreamgym loads {sorted(ALGOS)}"
-        )
-    model = ALGOS[algo].load(zip_path, device=device)
+    space = observation_space_for(world, obs_mode)
+    policy_name = meta.get("policy", "auto")
+    if policy_name == "auto":
+        policy_name = "CnnPolicy" if obs_mode == "pixels" else "MlpPolicy"
+    model = load_sb3_params(
+        zip_path,
+        ALGOS[algo],
+        policy_name,
+        sb3_observation_space(space, obs_mode),
+        world.action_space,
+        device=device,
+    )
     expected = _check_model_spaces(model, zip_path.name, world, obs_mode)
-    return SB3Policy(model, obs_mode, expected, deterministic=deterministic, metadata=meta)
+    policy = SB3Policy(model, obs_mode, expected, deterministic=deterministic, metadata=meta)
+    policy.zip_sha256 = digest
+    return policy
 
 
 def _read_sidecar(path: str | os.PathLike, zip_path: Path, json_path: Path) -> dict[str, Any]:
@@ -169,11 +197,27 @@ def _read_sidecar(path: str | os.PathLike, zip_path: Path, json_path: Path) -> d
         meta = json.loads(json_path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{json_path} is not valid JSON ({e}); re-save the agent") from e
-    if meta.get("format") != AGENT_FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != AGENT_FORMAT:
         raise ValueError(
-            f"{json_path} is not a dreamgym agent sidecar (format {meta.get('format')!r})"
+            f"{json_path} is not a dreamgym agent sidecar (format "
+            f"{meta.get('format') if isinstance(meta, dict) else None!r})"
         )
+    validate_sidecar(meta, json_path)
     return meta
+
+
+def validate_sidecar(meta: dict[str, Any], json_path: Path) -> None:
+    """The sidecar's fields dreamgym relies on: types and known values, one line naming the field."""
+    where = str(json_path)
+    trained_on = check_mapping(meta.get("world"), "world", where)
+    for key in ("env_id", "sha256"):
+        check_str(trained_on.get(key), f"world.{key}", where)
+    if trained_on.get("name") is not None:
+        check_str(trained_on["name"], "world.name", where)
+    check_str(meta.get("obs_mode"), "obs_mode", where, choices=OBS_MODES)
+    check_str(meta.get("algo"), "algo", where, choices=sorted(ALGOS))
+    if "policy" in meta:
+        check_str(meta["policy"], "policy", where)
 
 
 def _check_trained_on(
@@ -201,7 +245,7 @@ def _check_trained_on(
 
 
 def _check_model_spaces(
-    model: BaseAlgorithm, name: str, world: World, obs_mode: str
+    model: BaseAlgorithm | BasePolicy, name: str, world: World, obs_mode: str
 ) -> gym.spaces.Box:
     """The world's observation space for `obs_mode`, once the model's spaces match the world's."""
     expected = observation_space_for(world, obs_mode)

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from dreamgym.envs.dream import OBS_MODES, resolve_device
 from dreamgym.envs.sb3_vec import DreamVecEnv
+from dreamgym.policies.agent_trust import UntrustedAgentError, check_agent_trust
 from dreamgym.policies.sb3_agent import ALGOS, agent_paths, save_agent, world_sha256
 from dreamgym.utils.options import option
 from dreamgym.world import World
@@ -297,6 +298,17 @@ def _command_line(config: SB3Config, algo: str) -> str:
     return f"dreamgym sb3 --world {config.world} --algo {algo} --steps {config.steps} --out {config.out}"
 
 
+def _check_checkpoint_trust(meta: dict[str, Any], partial_zip: Path) -> None:
+    """Resuming unpickles the checkpoint with SB3's loader: only one this machine signed."""
+    try:
+        check_agent_trust(meta, partial_zip)
+    except UntrustedAgentError as e:
+        raise FileExistsError(
+            f"cannot resume from {partial_zip}: {e} — SB3 unpickles a checkpoint to resume it, so "
+            "only this machine's own are resumed; pass --force to start over"
+        ) from None
+
+
 def _new_or_resumed_model(
     config: SB3Config,
     algo: str,
@@ -318,6 +330,7 @@ def _new_or_resumed_model(
                 f"{partial_zip} is a checkpoint of a run with other options ({meta.get('run')}); "
                 "pass --force to start over, or re-run with the same options to resume it"
             )
+        _check_checkpoint_trust(meta, partial_zip)
         model = ALGOS[algo].load(partial_zip, env=venv, device=agent_device)
         log(f"resuming {partial_zip} at {int(model.num_timesteps)} steps")
         return model, int(model.num_timesteps), float(meta.get("wall_time_s", 0.0))

@@ -15,3 +15,10 @@ def option(default: Any = MISSING, help: str = "", **metadata: Any) -> Any:
     if default is MISSING:
         return field(metadata={"help": help, **metadata})
     return field(default=default, metadata={"help": help, **metadata})
+
+
+TRUST_AGENT_HELP = (
+    "load an SB3 agent (.zip) that dreamgym did not write on this machine: SB3 zips are pickles, "
+    "so only with this flag (dreamgym reads just its weights, yet check where it came from)"
+)
+"""Help of `--trust-agent`, the opt-in of every job that takes `--policy`."""

@@ -79,7 +79,7 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
     policies = fixed_suite(world, config.alternate_every) if config.suite else []
     policies += [(spec, spec) for spec in (config.policy or []) if config.suite]
     for _, spec in policies:  # bad specs fail now, with a clear message
-        load_policy(spec, world, seed=config.seed)
+        load_policy(spec, world, seed=config.seed, trust=config.trust_agent)
     out = Path(config.out) if config.out is not None else Path(DEFAULT_OUT) / world.name
     temperature = config.temperature if config.temperature is not None else world.temperature
     seconds: dict[str, float] = {}

@@ -8,7 +8,7 @@ from dreamgym.evaluation.jobs import RAY_FIELD
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES
 from dreamgym.policies import POLICY_SPECS_HELP
 from dreamgym.policies.fixed import DEFAULT_ALTERNATE_EVERY
-from dreamgym.utils.options import option
+from dreamgym.utils.options import TRUST_AGENT_HELP, option
 
 DREAM_EPISODES = 256
 """Dream episodes per suite policy: one batched `DreamVectorEnv`, seconds even for 256."""
@@ -78,6 +78,7 @@ class DiagnoseConfig:
     figures: bool = option(True, "write the figures (PNG)")
     resamples: int = option(BOOTSTRAP_RESAMPLES, "bootstrap resamples")
     progress: bool = option(True, "show progress bars (real episodes)")
+    trust_agent: bool = option(False, TRUST_AGENT_HELP)
 
     def check(self) -> None:
         """Refuse bad options before anything runs."""
