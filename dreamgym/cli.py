@@ -19,6 +19,8 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dreamgym.runners.errors import ClusterError
+from dreamgym.utils.files import describe_os_error
 from dreamgym.utils.locks import FolderBusyError
 
 # sub-command → (module of its config dataclass, the dataclass, command module, one-line help).
@@ -196,8 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted — re-run the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, FolderBusyError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, FolderBusyError, ClusterError) as e:
         print(f"dreamgym {args._job}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a folder we may not write: the environment, not a bug
+        print(f"dreamgym {args._job}: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
 
 

@@ -10,6 +10,7 @@ from dreamgym.models.mdnrnn import MDNRNNConfig
 from dreamgym.models.vae import VAEConfig
 from dreamgym.spaces import action_input_dim
 from dreamgym.utils.options import option
+from dreamgym.utils.validate import check_output_dir
 from dreamgym.world import CONFIG_FILE, World
 
 
@@ -29,7 +30,7 @@ class InitConfig:
 
 def init_world(config: InitConfig) -> Path:
     """Write an untrained world bundle (random V and M) and return its directory."""
-    out = Path(config.out)
+    out = check_output_dir(config.out, holds="world")
     if (out / CONFIG_FILE).exists() and not config.force:
         raise FileExistsError(f"{out} already holds a world; pass --force to overwrite it")
     env = make_real_env(config.env)

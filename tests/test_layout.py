@@ -14,7 +14,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("spaces", "preprocessing", "rendering"),
     ("models",),
     ("envs.real",),  # a leaf (gymnasium only) that world.py uses to check envs
-    ("world",),
+    ("world", "world_config"),  # world_config: config.json's validator and checksum (no torch)
     ("envs", "wrappers"),
     ("policies",),
     ("data", "training", "sb3", "train", "init_world", "play"),

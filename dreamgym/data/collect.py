@@ -47,6 +47,7 @@ from dreamgym.spaces import action_space_to_dict
 from dreamgym.utils.files import TMP_SUFFIX, atomic_write_bytes, sha256_bytes, sha256_file
 from dreamgym.utils.locks import file_lock
 from dreamgym.utils.options import TRUST_AGENT_HELP, option
+from dreamgym.utils.validate import check_output_dir
 
 LOCK_NAME = ".collect.lock"
 """Held by the collecting process so a second `collect` into the same folder fails cleanly."""
@@ -206,6 +207,7 @@ def collect(
     FolderBusyError.
     """
     check_ray_address(ray_address)
+    check_output_dir(out, holds="dataset")
     n_workers = _check_args(episodes, seed, max_steps, workers)
     policy = _as_factory(policy)
     header, prep = _dataset_header(env_id, _policy_name(policy), seed, max_steps)

@@ -33,17 +33,30 @@ def ensure_registered(env_id: str) -> None:
 
 def make_real_env(env_id: str, max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
     """gym.make with the env's package imported and the paper's step cap where the env has none."""
-    ensure_registered(env_id)
     if env_id.startswith("Vizdoom"):
         os.makedirs(VIZDOOM_WORK_DIR, exist_ok=True)
     if max_episode_steps is None:
         max_episode_steps = DEFAULT_MAX_EPISODE_STEPS.get(env_id)
     try:
+        ensure_registered(env_id)
         return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
-    except gym.error.NameNotFound as e:
-        raise gym.error.NameNotFound(
-            f"{e} — is the package that registers {env_id!r} installed and imported?"
-        ) from e
+    except gym.error.UnregisteredEnv as e:
+        raise UnknownEnvError(
+            f"no real env {env_id!r}: {e} Is the package that registers it installed and "
+            "imported? (e.g. gymnasium[box2d] for CarRacing-v3, vizdoom for VizdoomTakeCover-v1)"
+        ) from None
+    except ModuleNotFoundError as e:  # "module:Env-v0", the module missing
+        raise UnknownEnvError(f"no real env {env_id!r}: {e}") from None
+    except gym.error.DependencyNotInstalled as e:
+        raise MissingEnvDependencyError(f"cannot make the real env {env_id!r}: {e}") from None
+
+
+class UnknownEnvError(gym.error.NameNotFound, ValueError):
+    """An env id Gymnasium does not know (a ValueError: one line from the command line)."""
+
+
+class MissingEnvDependencyError(gym.error.DependencyNotInstalled, ValueError):
+    """The env's package is not installed (a ValueError: one line from the command line)."""
 
 
 def default_step_limit(env_id: str) -> int | None:

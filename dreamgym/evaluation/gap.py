@@ -21,6 +21,7 @@ from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES, summarize
 from dreamgym.policies import POLICY_SPECS_HELP, load_policy
 from dreamgym.utils.files import atomic_write_bytes, atomic_write_json
 from dreamgym.utils.options import TRUST_AGENT_HELP, option
+from dreamgym.utils.validate import check_output_dir
 from dreamgym.world import World
 
 GAP_FILES = ("gap.csv", "gap.json", "gap.png")
@@ -55,6 +56,8 @@ def gap(config: GapConfig) -> dict[str, Any]:
     prints its table. `exploit_warning` is set when the dream mean exceeds the real mean by more
     than `margin` × |real mean|.
     """
+    if config.out is not None:
+        check_output_dir(config.out, inputs=[config.world])
     world = World.load(config.world)
     policy = load_policy(config.policy, world, seed=config.seed, trust=config.trust_agent)
     dream = returns_in("dream", world, policy, config, progress=config.progress)

@@ -38,7 +38,9 @@ from safetensors.torch import load_file
 
 from dreamgym.spaces import action_space_from_dict, action_space_to_dict, same_action_space
 from dreamgym.utils.files import atomic_save_safetensors, atomic_write_json, sha256_file
+from dreamgym.utils.validate import InvalidValueError, check_int, check_str
 from dreamgym.world import MDNRNN_FILE, World
+from dreamgym.world_config import check_action_space_dict
 
 CONTROLLER_WEIGHTS = "controller.safetensors"
 CONTROLLER_META = "controller.json"
@@ -277,6 +279,7 @@ class LinearController:
                 f"{meta_path} has format_version {meta.get('format_version')!r}; this dreamgym "
                 f"reads {CONTROLLER_FORMAT_VERSION}"
             )
+        validate_controller_meta(meta, meta_path)
         expected_sha = meta.get("weights_sha256")
         if expected_sha is not None and sha256_file(weights) != expected_sha:
             raise ValueError(
@@ -295,6 +298,13 @@ class LinearController:
                 f"{weights}: expected tensors W {(out, obs_dim)} and b {(out,)} as {meta_path.name} "
                 f"describes, got W {None if W is None else tuple(W.shape)} and b "
                 f"{None if b is None else tuple(b.shape)}"
+            )
+        if not (W.is_floating_point() and b.is_floating_point()) or not bool(
+            torch.isfinite(W).all() and torch.isfinite(b).all()
+        ):
+            raise ValueError(
+                f"{weights}: W and b must be finite floats; the controller is damaged (a "
+                "diverged search?) — retrain it or restore the file"
             )
         head = meta.get("action_head", LEGACY_ACTION_HEAD)
         if head not in ACTION_HEADS:
@@ -335,6 +345,19 @@ class LinearController:
                 f"from the M of {name!r}: it runs, but its returns may differ",
                 stacklevel=3,
             )
+
+
+def validate_controller_meta(meta: dict[str, Any], meta_path: Path) -> None:
+    """The controller JSON's fields the loader relies on: one line naming the file and field."""
+    where = str(meta_path)
+    check_int(meta.get("obs_dim"), "obs_dim", where, minimum=1)
+    check_str(meta.get("obs_mode"), "obs_mode", where, choices=CONTROLLER_OBS_MODES)
+    check_action_space_dict(meta.get("action_space"), where)
+    if "action_head" in meta:
+        check_str(meta["action_head"], "action_head", where, choices=ACTION_HEADS)
+    sha = meta.get("weights_sha256")
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
+        raise InvalidValueError(f"{where}: weights_sha256 must be a sha256 hex digest, got {sha!r}")
 
 
 class PopulationController:

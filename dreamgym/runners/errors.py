@@ -9,6 +9,10 @@ line) naming where it happened and the original message; drivers re-raise it as 
 from __future__ import annotations
 
 
+class ClusterError(RuntimeError):
+    """The Ray cluster failed under a job (a node died, the head went away): one line naming it."""
+
+
 class WorkerSetupError(ValueError):
     """A worker could not make its env or load its policy (names the worker and the cause)."""
 

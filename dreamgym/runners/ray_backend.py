@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from dreamgym.runners.errors import WorkerSetupError, setup_error
+from dreamgym.runners.errors import ClusterError, WorkerSetupError, setup_error
 
 LOCAL = "local"
 """`--ray` without a value: this process's Ray, RAY_ADDRESS, or a private local one."""
@@ -146,14 +146,20 @@ def run_on_ray(
         # shuts it down). No `ray.cancel`: cancelling a task whose result is landing at that
         # moment trips a RAY_CHECK that kills the driver (ray-project/ray#54798; seen here as
         # pytest dying in the worker-setup-error test, where every task fails at once).
-        while todo or pending:
-            while todo and len(pending) < window:
-                index = todo.pop()
-                pending[task.remote(key, job_ref, index)] = index
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in ready:
-                index = pending.pop(ref)
-                on_result(index, _result(ray, ref, index))
+        try:
+            while todo or pending:
+                while todo and len(pending) < window:
+                    index = todo.pop()
+                    pending[task.remote(key, job_ref, index)] = index
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    index = pending.pop(ref)
+                    on_result(index, _result(ray, ref, index))
+        except ray.exceptions.RayError as e:  # the cluster itself (ray.wait, task.remote)
+            raise ClusterError(
+                f"the Ray cluster at {address} failed ({type(e).__name__}: {_first_line(e)}); "
+                "check it (`ray status`), then re-run to resume"
+            ) from None
 
 
 def _result(ray: Any, ref: Any, index: int) -> Any:
@@ -165,10 +171,20 @@ def _result(ray: Any, ref: Any, index: int) -> Any:
             raise WorkerSetupError(str(e.cause)) from None
         raise RuntimeError(f"episode {index} failed in its Ray task:\n{e}") from None
     except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as e:
-        raise RuntimeError(
+        raise ClusterError(
             f"episode {index}: its Ray worker died {TASK_RETRIES + 1} times "
             f"({type(e).__name__}); check the nodes' memory and logs, then re-run to resume"
         ) from None
+    except ray.exceptions.RayError as e:  # the object, its owner or the cluster is gone
+        raise ClusterError(
+            f"episode {index}: the Ray cluster failed ({type(e).__name__}: {_first_line(e)}); "
+            "check it (`ray status`), then re-run to resume"
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 _CACHE: dict[str, Any] = {}

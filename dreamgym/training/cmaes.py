@@ -55,6 +55,7 @@ from dreamgym.training.population import EnsembleEvaluator
 from dreamgym.utils.files import atomic_write_json
 from dreamgym.utils.options import option
 from dreamgym.utils.threads import torch_threads
+from dreamgym.utils.validate import check_output_dir
 from dreamgym.world import MDNRNN_FILE, World
 
 __all__ = [
@@ -228,7 +229,7 @@ def _evaluators(
 
 
 def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> ControllerResult:
-    out = Path(config.out)
+    out = check_output_dir(config.out, inputs=[config.world, *config.ensemble])
     device = resolve_device(config.device)
     world = World.load(config.world, device=device)
     members = [World.load(m, device=device) for m in config.ensemble]

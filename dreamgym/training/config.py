@@ -14,6 +14,7 @@ from typing import Any
 
 from dreamgym.models.mdnrnn import MIXTURE_KINDS, NLL_REDUCTIONS
 from dreamgym.utils.options import option
+from dreamgym.utils.validate import check_output_dir
 
 WEIGHTS_DTYPES = ("auto", "float16", "float32")
 """What `--weights-dtype` accepts: auto keeps float16 unless a held-out metric moves by over 1 %."""
@@ -282,6 +283,8 @@ class TrainingStateError(ValueError):
 
 def check_config(config: TrainConfig) -> None:
     """Refuse impossible options (ValueError naming the flag) before any data is read."""
+    data_dirs = [config.data] if isinstance(config.data, str) else list(config.data)
+    check_output_dir(config.out, holds="world", inputs=[*data_dirs, config.vae_from])
     positive = ("latent", "hidden", "mixtures", "vae_batch", "rnn_batch", "seq_len")
     for name in positive:
         if getattr(config, name) is not None and int(getattr(config, name)) < 1:

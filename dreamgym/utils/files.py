@@ -8,6 +8,7 @@ target, fsync the folder. One implementation, so every writer gets the same guar
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -83,4 +84,27 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.Pat
 
     path = Path(path)
     with _temp_beside(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        except OSError:
+            raise
+        except Exception as e:  # safetensors reports I/O failures (a full disk) as its own type
+            raise OSError(_errno_of(str(e)), f"cannot write {path} ({e})", str(path)) from None
+
+
+def _errno_of(message: str) -> int:
+    """The errno a safetensors I/O message names (a full disk: ENOSPC), else EIO."""
+    full = ("StorageFull", "os error 28", "code: 28", "No space left")
+    return errno.ENOSPC if any(m in message for m in full) else errno.EIO
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for an OSError; a full disk says that re-running resumes from what was written."""
+    text = " ".join(str(err).split())
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {err.filename}" if err.filename else ""
+        return (
+            f"the disk is full{where} ({text}); free some space and re-run the same command: "
+            "it resumes from what was written"
+        )
+    return text

@@ -173,3 +173,38 @@ def resolve_inside(folder: str | os.PathLike[str], value: Any, name: str, where:
             "files it names must lie inside it"
         )
     return Path(folder) / value
+
+
+DATASET_MARKER = "manifest.json"
+"""A folder holding this file is a dataset (`dreamgym.data.manifest.MANIFEST_NAME`)."""
+WORLD_MARKER = "config.json"
+"""A folder holding this file is a world bundle (`dreamgym.world.CONFIG_FILE`)."""
+
+
+def check_output_dir(
+    out: str | os.PathLike[str],
+    option: str = "--out",
+    holds: str | None = None,
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+) -> Path:
+    """`out` as a directory a job may write into: never a file, never one of its `inputs`, and a
+    dataset or a world only when the job writes that kind (`holds`: "dataset" or "world").
+
+    Outputs must not overwrite inputs: `train --data D --out D` would write the world among the
+    shards, `collect --out WORLD` would mix shards into a bundle.
+    """
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InvalidValueError(f"{option} {out} is a file, not a directory; pass a directory")
+    for given in inputs:
+        if given is not None and Path(given).expanduser().resolve() == path.resolve():
+            raise InvalidValueError(
+                f"{option} {out} is also this job's input; write the output to another directory"
+            )
+    for kind, marker in (("dataset", DATASET_MARKER), ("world", WORLD_MARKER)):
+        if holds != kind and (path / marker).is_file():
+            raise InvalidValueError(
+                f"{option} {out} holds a {kind} ({marker}); writing there would mix this "
+                f"job's files into it — choose another directory"
+            )
+    return path

@@ -43,6 +43,7 @@ from dreamgym.evaluation.diagnose.teacher import (
 )
 from dreamgym.policies import load_policy
 from dreamgym.utils.files import atomic_write_json
+from dreamgym.utils.validate import check_output_dir
 from dreamgym.world import World
 
 DEFAULT_OUT = "diagnose"
@@ -81,6 +82,7 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
     for _, spec in policies:  # bad specs fail now, with a clear message
         load_policy(spec, world, seed=config.seed, trust=config.trust_agent)
     out = Path(config.out) if config.out is not None else Path(DEFAULT_OUT) / world.name
+    check_output_dir(out, inputs=[config.world])
     temperature = config.temperature if config.temperature is not None else world.temperature
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
