@@ -47,7 +47,7 @@ from dreamgym.spaces import action_space_to_dict
 from dreamgym.utils.files import TMP_SUFFIX, atomic_write_bytes, sha256_bytes, sha256_file
 from dreamgym.utils.locks import file_lock
 from dreamgym.utils.options import TRUST_AGENT_HELP, option
-from dreamgym.utils.validate import check_output_dir
+from dreamgym.utils.validate import check_output_dir, check_real_run
 
 LOCK_NAME = ".collect.lock"
 """Held by the collecting process so a second `collect` into the same folder fails cleanly."""
@@ -238,16 +238,8 @@ def collect(
 
 def _check_args(episodes: Any, seed: Any, max_steps: Any, workers: Any) -> int:
     """Refuse bad options before anything starts; the worker count to use."""
-    if not isinstance(episodes, int) or episodes < 0:
-        raise ValueError(f"--episodes must be a non-negative integer, got {episodes!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"--seed must be a non-negative integer, got {seed!r}")
-    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-        raise ValueError(f"--max-steps must be a positive integer, got {max_steps!r}")
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"--workers must be a positive integer, got {workers!r}")
-    return workers
+    _, _, given, _ = check_real_run(episodes, seed, workers, max_steps, min_episodes=0)
+    return (os.cpu_count() or 1) if given is None else given
 
 
 def _dataset_header(

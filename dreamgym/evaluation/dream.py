@@ -12,6 +12,7 @@ from gymnasium.vector import AutoresetMode
 from dreamgym.envs.dream import DreamVectorEnv
 from dreamgym.policies import Policy, load_policy
 from dreamgym.policies.agent_trust import Trust
+from dreamgym.utils.validate import check_int, check_seed
 from dreamgym.world import World
 
 
@@ -68,8 +69,8 @@ def dream_episodes(
     trust: Trust = False,
 ) -> DreamEpisodes:
     """`evaluate_dream` with the episodes' lengths too (what `dreamgym calibrate` matches)."""
-    if int(episodes) < 1:
-        raise ValueError(f"episodes must be ≥ 1, got {episodes}")
+    check_int(episodes, "episodes", minimum=1)
+    check_seed(seed, "seed", optional=False)
     if isinstance(policy, str):
         policy = load_policy(policy, world, seed=seed, trust=trust)
     env = DreamVectorEnv(

@@ -30,6 +30,7 @@ from dreamgym.policies.loading import worker_trust
 from dreamgym.runners import WorkerSetupError, check_ray_address, run_on_ray, setup_error
 from dreamgym.utils.files import atomic_write_bytes
 from dreamgym.utils.threads import set_worker_threads, torch_threads
+from dreamgym.utils.validate import check_real_run
 from dreamgym.world import World, resolve_world_path
 from dreamgym.wrappers import make_real
 
@@ -78,7 +79,7 @@ def _state_episode(w: dict[str, Any], index: int) -> tuple[float, int]:
 
 
 def _init_real_worker(
-    world_path: str, spec: str, seed: int, max_steps: int | None, trust: Trust
+    world_path: str, spec: str, seed: int, max_steps: int | None, trust: Trust = False
 ) -> None:
     """Pool initializer: a failure is kept and raised by every episode, as one clear error
     (an initializer that raises would break the pool: `BrokenProcessPool`)."""
@@ -119,9 +120,7 @@ def evaluate_real(
     and the policy files through Ray; `workers` then caps the episodes in flight. `trust`: see
     `load_policy` (workers load exactly the SB3 zip checked here).
     """
-    episodes = int(episodes)
-    if episodes < 1:
-        raise ValueError(f"episodes must be ≥ 1, got {episodes}")
+    episodes, seed, _, max_steps = check_real_run(episodes, seed, workers, max_steps)
     check_ray_address(ray_address)
     spec = policy if isinstance(policy, str) else getattr(policy, "spec", None)
     if isinstance(world, World):

@@ -208,3 +208,24 @@ def check_output_dir(
                 f"job's files into it — choose another directory"
             )
     return path
+
+
+def check_real_run(
+    episodes: Any,
+    seed: Any,
+    workers: Any = None,
+    max_steps: Any = None,
+    min_episodes: int = 1,
+) -> tuple[int, int, int | None, int | None]:
+    """The real-run options (episodes, seed, workers, max_steps), named as their CLI flags.
+
+    The one validator of that option group: `collect`, `evaluate --real`, `gap` and `diagnose`
+    refuse the same mistakes with the same words (episodes counted from `min_episodes`; a seed
+    in [0, 2**64); workers ≥ 1 or None: the CPU count; max_steps ≥ 1 or None: the env's limit).
+    """
+    return (
+        check_int(episodes, "--episodes", minimum=min_episodes),  # type: ignore[return-value]
+        check_seed(seed, "--seed", optional=False),  # type: ignore[return-value]
+        check_int(workers, "--workers", minimum=1, optional=True),
+        check_int(max_steps, "--max-steps", minimum=1, optional=True),
+    )
