@@ -362,7 +362,7 @@ def controller(tmp_path: Path, box_world_dir: Path) -> Path:
         ("obs_dim", 0, "obs_dim must be an integer ≥ 1"),
         ("obs_mode", "pixels", "obs_mode must be one of"),
         ("action_space", {"type": "Box", "low": [0], "high": []}, "action_space"),
-        ("action_head", "magic", "action_head must be one of"),
+        ("action_head", "magic", "has action_head 'magic'; this dreamgym knows"),
         ("weights_sha256", 12, "weights_sha256 must be a sha256"),
     ],
 )

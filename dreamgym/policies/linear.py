@@ -353,8 +353,6 @@ def validate_controller_meta(meta: dict[str, Any], meta_path: Path) -> None:
     check_int(meta.get("obs_dim"), "obs_dim", where, minimum=1)
     check_str(meta.get("obs_mode"), "obs_mode", where, choices=CONTROLLER_OBS_MODES)
     check_action_space_dict(meta.get("action_space"), where)
-    if "action_head" in meta:
-        check_str(meta["action_head"], "action_head", where, choices=ACTION_HEADS)
     sha = meta.get("weights_sha256")
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
         raise InvalidValueError(f"{where}: weights_sha256 must be a sha256 hex digest, got {sha!r}")
