@@ -37,7 +37,7 @@ class PlayConfig:
 
 @dataclass
 class PlayResult:
-    """What a play session did."""
+    """What one run of `dreamgym play` did."""
 
     returns: list[float] = field(default_factory=list)
     """Dream return of each finished episode."""
@@ -46,7 +46,7 @@ class PlayResult:
     steps: int = 0
     """Dream steps taken in all (finished episodes and the one left when Esc was pressed)."""
     temperature: float = 1.0
-    """τ when the session ended (after any +/- presses)."""
+    """τ when play ended (after any +/- presses)."""
 
 
 def keys_to_action(pressed: Any, pygame: Any, discrete: bool, n_actions: int = 3) -> Any:

@@ -428,7 +428,10 @@ def bundle_controller(world: World, controller: LinearController | str | os.Path
         controller = LinearController.load(controller, world)
     controller.check_world(world)
     keep = {k: v for k, v in controller.metadata.items() if k not in _DERIVED_META}
-    controller.save(world.path, world=world, **keep)
+    # It lives in its world's folder, so it records no path: a shipped bundle names no folder of
+    # the machine it was made on.
+    keep["world"] = {**world_fingerprint(world), "path": None}
+    controller.save(world.path, **keep)
     world.register_file(CONTROLLER_WEIGHTS)
     world.register_file(CONTROLLER_META)
     return world.path / CONTROLLER_WEIGHTS

@@ -20,7 +20,7 @@ in the dreams of other M's trained on the same V. The controller reads [z, h] of
 dream's z and the actions, exactly as the transfer wrapper tracks h on real frames: each member
 is an "other reality" for the controller. A controller that farms one M's private errors scores
 badly in the others' dreams, which is what model ensembles are for (Kurutach et al. 2018,
-ME-TRPO; Chua et al. 2018, PETS). Measured on the bundled worlds (their model cards, session 9):
+ME-TRPO; Chua et al. 2018, PETS). Measured on the bundled worlds (their model cards, 2026-12-02):
 other M's rank existing TakeCover controllers as reality does, but a search in a two- or
 three-M ensemble still found their shared errors.
 """
