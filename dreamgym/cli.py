@@ -31,6 +31,12 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "write an untrained world for a real env",
     ),
     "collect": ("dreamgym.data", "CollectConfig", "collect", "collect real rollouts"),
+    "select": (
+        "dreamgym.data.subset",
+        "SelectConfig",
+        "select",
+        "a dataset of another's episodes picked by return (e.g. a controller's failures)",
+    ),
     "train": (
         "dreamgym.training.config",
         "TrainConfig",

@@ -175,7 +175,7 @@ done
 # for the leaders); the one picked scored once on untouched seeds 500000+.
 dreamgym collect --env CarRacing-v3 --episodes 200 --policy dreamgym/worlds/carracing \
   --world dreamgym/worlds/carracing --seed 210000 --workers 2 --out $D/car-onpol-s11 --no-progress  # at 9898846
-python scripts/select_episodes.py $D/car-onpol-s11 $D/car-onpol-s11-fail --max-return 700
+dreamgym select --data $D/car-onpol-s11 --out $D/car-onpol-s11-fail --max-return 700
 S11="--vae-from carracing --vae-epochs 0 --reward-weight 10 --temperature 1.0 --no-progress --name carracing \
   --rnn-epochs 60 --threads 1"
 dreamgym train --data $D/car-coverage $D/car-onpol-s10 $D/car-onpol-s11 $S11 --out $D/worlds/car-s11-all
