@@ -139,8 +139,8 @@ dreamgym evaluate --world carracing --policy $R/car-ev-t1.3-s0 --real --episodes
 dreamgym collect --env CarRacing-v3 --episodes 384 --policy coverage --seed 0 --workers 2 \
   --out $D/car-coverage --no-progress
 dreamgym collect --env CarRacing-v3 --episodes 18 --policy dreamgym/worlds/carracing \
-  --world dreamgym/worlds/carracing --seed 200000 --workers 2 --out $D/car-onpol-s10 --no-progress  # at 7e72cee
-TRAIN="--data $D/car-coverage $D/car-onpol-s10 --vae-from carracing --vae-epochs 0 --reward-weight 10 \
+  --world dreamgym/worlds/carracing --seed 200000 --workers 2 --out $D/car-onpolicy-18 --no-progress  # at 7e72cee
+TRAIN="--data $D/car-coverage $D/car-onpolicy-18 --vae-from carracing --vae-epochs 0 --reward-weight 10 \
   --temperature 1.0 --no-progress --name carracing"
 dreamgym train $TRAIN --rnn-epochs 20 --threads 2 --out $D/worlds/car-cov384
 [ -d $D/worlds/car-cov384-e60 ] || { cp -r $D/worlds/car-cov384 $D/worlds/car-cov384-e60; rm -f $D/worlds/car-cov384-e60/.train/.lock; }
@@ -174,16 +174,16 @@ done
 # in the shipped world. Every controller scored on the selection seeds 10000-10019 (then 10020-10039
 # for the leaders); the one picked scored once on untouched seeds 500000+.
 dreamgym collect --env CarRacing-v3 --episodes 200 --policy dreamgym/worlds/carracing \
-  --world dreamgym/worlds/carracing --seed 210000 --workers 2 --out $D/car-onpol-s11 --no-progress  # at 9898846
-dreamgym select --data $D/car-onpol-s11 --out $D/car-onpol-s11-fail --max-return 700
+  --world dreamgym/worlds/carracing --seed 210000 --workers 2 --out $D/car-onpolicy-200 --no-progress  # at 9898846
+dreamgym select --data $D/car-onpolicy-200 --out $D/car-onpolicy-200-fail --max-return 700
 S11="--vae-from carracing --vae-epochs 0 --reward-weight 10 --temperature 1.0 --no-progress --name carracing \
   --rnn-epochs 60 --threads 1"
-dreamgym train --data $D/car-coverage $D/car-onpol-s10 $D/car-onpol-s11 $S11 --out $D/worlds/car-s11-all
-dreamgym train --data $D/car-coverage $D/car-onpol-s10 $D/car-onpol-s11-fail $S11 --out $D/worlds/car-s11-fail
+dreamgym train --data $D/car-coverage $D/car-onpolicy-18 $D/car-onpolicy-200 $S11 --out $D/worlds/car-602
+dreamgym train --data $D/car-coverage $D/car-onpolicy-18 $D/car-onpolicy-200-fail $S11 --out $D/worlds/car-s11-fail
 [ -d $D/worlds/car-cov384-e100 ] || { cp -r $D/worlds/car-cov384-e60 $D/worlds/car-cov384-e100; rm -f $D/worlds/car-cov384-e100/.train/.lock; }
 dreamgym train $TRAIN --rnn-epochs 100 --threads 1 --out $D/worlds/car-cov384-e100
 for run in "car-cov384-e60 1 e60-t1.3-s1" "car-cov384-e100 0 car-cov384-e100-t1.3-s0" \
-           "car-s11-all 0 car-s11-all-t1.3-s0" "car-s11-fail 0 car-s11-fail-t1.3-s0"; do set -- $run
+           "car-602 0 car-602-t1.3-s0" "car-s11-fail 0 car-s11-fail-t1.3-s0"; do set -- $run
   python scripts/fixed_dreams.py $D/worlds/$1 --n 64 --seed 300000 --real "$REAL"
   dreamgym controller --world $D/worlds/$1 --out $D/runs/$3 --generations 20 --popsize 64 --rollouts 16 \
     --temperature 1.3 --threads 1 --seed $2 --no-progress
@@ -202,7 +202,7 @@ for spec in "constant:0,0,0" "constant:0,1,0" "constant:0,0.5,0" "constant:-1,1,
   k=$((k + 1))
 done
 FIXED="$D/car-fixed-0 $D/car-fixed-1 $D/car-fixed-2 $D/car-fixed-3 $D/car-fixed-4 $D/car-fixed-5 $D/car-fixed-6"
-S12="--data $D/car-coverage $D/car-onpol-s10 $D/car-onpol-s11 $FIXED $S11"
+S12="--data $D/car-coverage $D/car-onpolicy-18 $D/car-onpolicy-200 $FIXED $S11"
 dreamgym train $S12 --out $D/worlds/car-s12-fix
 dreamgym train $S12 --rnn-lr-decay 0.99974 --out $D/worlds/car-s12-fix-lrd
 for rw in 50 100; do
@@ -219,7 +219,7 @@ python scripts/fixed_dreams.py carracing --tau 0.7 --n 64 --seed 300000 --real "
 # The reward row of the shipped M refitted with its LSTM frozen (the card's middle rows; each then
 # scored with scripts/fixed_dreams.py as above). The return-term rows fit 4 of each fixed policy's 8
 # episodes and score the other 4 with the 60 held-out ones.
-L=$D/worlds/car-s11-all/.train/latents.safetensors  # the shipped world's training run's latent cache
+L=$D/worlds/car-602/.train/latents.safetensors  # the shipped world's training run's latent cache
 python experiments/refit_reward_row.py carracing $D/worlds/s12-refit-inc --latents $L
 python experiments/refit_reward_row.py carracing $D/worlds/s12-refit-nonterm --latents $L --terminal exclude
 python experiments/refit_reward_row.py carracing $D/worlds/s12-refit-fix --latents $L --extra $FIXED
@@ -237,7 +237,7 @@ python experiments/refit_reward_row.py carracing $D/worlds/s13-fixdream-d1 --lat
 # M trained on its own samples: the shipped world's command plus --sampled-inputs (60 epochs, ~30 s each
 # with two runs at once).
 for p in 0.5 1.0; do
-  dreamgym train --data $D/car-coverage $D/car-onpol-s10 $D/car-onpol-s11 --vae-from carracing \
+  dreamgym train --data $D/car-coverage $D/car-onpolicy-18 $D/car-onpolicy-200 --vae-from carracing \
     --vae-epochs 0 --rnn-epochs 60 --reward-weight 10 --temperature 1.0 --threads 1 \
     --sampled-inputs $p --out $D/worlds/car-s13-ss$p --name carracing
 done

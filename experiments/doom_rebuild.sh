@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The z = 64 TakeCover worlds of docs/ablation-takecover.md (rows 5 and 6) and the shipped
+# The z = 64 TakeCover worlds of docs/experiments/doom_takecover.md (rows 5 and 6) and the shipped
 # controller, in the order they ran on a 2-core CPU. Every command resumes when re-run (collect,
 # train and controller resume in OUT). Row 7 (a round of the paper's loop) is in the ablation doc.
 #   usage: bash experiments/doom_rebuild.sh [DATA_ROOT]     (default data)
@@ -22,25 +22,25 @@ dreamgym train --data $DATA --vae-from $D/worlds/doom-v64 --vae-epochs 0 --laten
   --out $D/worlds/doom-z64 --name doom_takecover
 dreamgym train --data $DATA --vae-from $D/worlds/doom-v64 --vae-epochs 0 --latent 64 --hidden 256 \
   --rnn-epochs 30 --seq-len 100 --temperature 1.15 --threads 2 --no-progress \
-  --out $D/worlds/doom-z64-s100 --name doom_takecover
-for w in doom-z64 doom-z64-s100; do
+  --out $D/worlds/doom-z64-seq100 --name doom_takecover
+for w in doom-z64 doom-z64-seq100; do
   dreamgym diagnose --world $D/worlds/$w --episodes 16 --seed 20000 --workers 2 \
     --data $D/doom-random --out $D/diag-$w --json --no-progress > $D/diag-$w.json
 done
 # controllers in row 6's dream. zch at τ 1.15: 41 generations (345.8 real, seeds 50000+), resumed
 # to 81 (373.9, seeds 100000+). The shipped one: the temperature table's τ = 0.1 row (zh, 20 gen.
 # × 32; 680.5 on the table's seeds 20000+), scored once on seeds 110000+ (639.1) and by `gap`.
-dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/ctrl-doom-s100 --generations 81 \
+dreamgym controller --world $D/worlds/doom-z64-seq100 --out $D/ctrl-doom-s100 --generations 81 \
   --popsize 64 --rollouts 16 --obs-mode zch --eval-mean-every 2 --threads 2 --no-progress
-dreamgym evaluate --world $D/worlds/doom-z64-s100 --policy $D/ctrl-doom-s100 --real --episodes 100 \
+dreamgym evaluate --world $D/worlds/doom-z64-seq100 --policy $D/ctrl-doom-s100 --real --episodes 100 \
   --seed 100000 --workers 2 --json --no-progress > $D/ctrl-doom-s100-real100k.json
 mkdir -p $D/tau
-TAUS="0.1 1.15" REAL=50 bash "$(dirname "$0")/doom_tau_table.sh" $D/worlds/doom-z64-s100 $D/tau/s100
-dreamgym evaluate --world $D/worlds/doom-z64-s100 --policy $D/tau/s100_t0.1 --real --episodes 100 \
+TAUS="0.1 1.15" REAL=50 bash "$(dirname "$0")/doom_tau_table.sh" $D/worlds/doom-z64-seq100 $D/tau/s100
+dreamgym evaluate --world $D/worlds/doom-z64-seq100 --policy $D/tau/s100_t0.1 --real --episodes 100 \
   --seed 110000 --workers 2 --json --no-progress > $D/tau-t01-real110k.json
-dreamgym gap --world $D/worlds/doom-z64-s100 --policy $D/tau/s100_t0.1 --episodes 100 --seed 40000 \
+dreamgym gap --world $D/worlds/doom-z64-seq100 --policy $D/tau/s100_t0.1 --episodes 100 --seed 40000 \
   --workers 2 --out $D/gap-t01 --no-progress
-# ship: python experiments/ship_world.py $D/worlds/doom-z64-s100 doom_takecover --controller $D/tau/s100_t0.1
+# ship: python experiments/ship_world.py $D/worlds/doom-z64-seq100 doom_takecover --controller $D/tau/s100_t0.1
 #   (then the card's hand-written sections: git show HEAD:dreamgym/worlds/doom_takecover/MODEL_CARD.md)
 # 2026-12-01: calibrate the shipped bundle's done head at τ 0.1 on its own training data (offset
 # −0.562; the default τ becomes 0.1), then diagnose it on 64 untouched episodes per policy and
@@ -52,20 +52,20 @@ dreamgym diagnose --world doom_takecover --out $D/diag-bundled-s0 --no-progress 
 dreamgym evaluate --world doom_takecover --policy bundled --real --episodes 100 --seed 130000 --workers 2 \
   --json --no-progress > $D/ship-real130k.json
 # measured and not shipped: zch at τ 0.1 (25 gen. × 32) and zh in the calibrated dream (25 gen. × 32)
-dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/tau/s100_zch_t0.1 --obs-mode zch \
+dreamgym controller --world $D/worlds/doom-z64-seq100 --out $D/tau/s100_zch_t0.1 --obs-mode zch \
   --generations 25 --popsize 32 --rollouts 16 --temperature 0.1 --threads 2 --seed 0 --no-progress
-cp -r $D/worlds/doom-z64-s100 $D/worlds/doom-z64-s100-cal
-dreamgym calibrate --world $D/worlds/doom-z64-s100-cal --data $DATA --temperature 0.1 --no-progress
-dreamgym controller --world $D/worlds/doom-z64-s100-cal --out $D/tau/cal_t0.1 --generations 25 \
+cp -r $D/worlds/doom-z64-seq100 $D/worlds/doom-z64-seq100-cal
+dreamgym calibrate --world $D/worlds/doom-z64-seq100-cal --data $DATA --temperature 0.1 --no-progress
+dreamgym controller --world $D/worlds/doom-z64-seq100-cal --out $D/tau/cal_t0.1 --generations 25 \
   --popsize 32 --rollouts 16 --temperature 0.1 --threads 2 --seed 0 --no-progress
-dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/tau/s100_p64_t0.1 --generations 18 \
+dreamgym controller --world $D/worlds/doom-z64-seq100 --out $D/tau/s100_p64_t0.1 --generations 18 \
   --popsize 64 --rollouts 16 --temperature 0.1 --threads 2 --seed 0 --no-progress
 # 2026-12-01, ablation row 9: a second round of the paper's loop with the shipped controller (450 real
 # episodes, seeds 150000+: the last of the 2,000-rollout budget), M on all 2,000 rollouts, calibrated;
 # controllers in the calibrated dream and in the same M without the offset (not shipped: 675.9 and
 # 678.4 against the shipped 680.5 on seeds 20000+).
 dreamgym collect --env VizdoomTakeCover-v1 --episodes 450 --policy $D/tau/s100_t0.1 \
-  --world $D/worlds/doom-z64-s100-cal --seed 150000 --workers 2 --out $D/doom-onpol2 --no-progress
+  --world $D/worlds/doom-z64-seq100-cal --seed 150000 --workers 2 --out $D/doom-onpol2 --no-progress
 dreamgym train --data $DATA $D/doom-onpol1 $D/doom-onpol2 --vae-from $D/worlds/doom-v64 --vae-epochs 0 \
   --latent 64 --hidden 256 --rnn-epochs 30 --seq-len 100 --temperature 0.1 --threads 2 --no-progress \
   --out $D/worlds/doom-loop2 --name doom_takecover
@@ -80,8 +80,8 @@ for w in doom-loop2 doom-loop2-raw; do
     --json --no-progress > $D/ctrl-$w-real20k.json
 done
 # the rest of the temperature table on the table's world, and the shipped recipe with 32 rollouts
-TAUS="1.3 1.0 0.5" REAL=50 bash "$(dirname "$0")/doom_tau_table.sh" $D/worlds/doom-z64-s100 $D/tau/s100
-dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/tau/s100_r32_t0.1 --generations 20 \
+TAUS="1.3 1.0 0.5" REAL=50 bash "$(dirname "$0")/doom_tau_table.sh" $D/worlds/doom-z64-seq100 $D/tau/s100
+dreamgym controller --world $D/worlds/doom-z64-seq100 --out $D/tau/s100_r32_t0.1 --generations 20 \
   --popsize 32 --rollouts 32 --temperature 0.1 --threads 2 --seed 0 --no-progress
 # 2026-12-02, ablation row 10 (not shipped): the data above re-collected from the same seeds (1,000 random,
 # seed 0; 3 x 50 constant, seeds 70000+: the same 332,425 steps), M with H = 512, calibrated, the shipped

@@ -23,7 +23,7 @@ RNN_SEQUENCES = ("episodes", "windows")
 NEW_RUN_DEFAULTS: dict[str, Any] = {
     "mixture": "per_dim",
     "rnn_sequences": "episodes",
-    # Ours, not the paper's mean: on TakeCover (docs/ablation-takecover.md, rows 3 vs 3b) the
+    # Ours, not the paper's mean: on TakeCover (docs/experiments/doom_takecover.md, rows 3 vs 3b) the
     # per-dim mean let free-running dreams run 3-8x longer than reality; summed, 1.25-2.4x.
     "nll_reduction": "sum",
     "done_weight": 10.0,
@@ -45,7 +45,7 @@ SEQ_LEN_DEFAULTS = {"episodes": 100, "windows": 100}
 """Default --seq-len per --rnn-sequences. Episodes: 100-step chunks with the state carried, not the
 paper's 1,000: 32 rows of whole episodes cut into 1,000-step chunks give M ~9 Adam steps per epoch
 on 1,000 TakeCover episodes; 100-step chunks give ~90 for the same compute, and after 20 epochs the
-held-out NLL/dim was 0.941 against 1.003 (z = 64, H = 256; docs/ablation-takecover.md)."""
+held-out NLL/dim was 0.941 against 1.003 (z = 64, H = 256; docs/experiments/doom_takecover.md)."""
 
 # Stage ids that seed each epoch's RNGs together with the config seed and the epoch number.
 SEED_SPLIT, SEED_VAE, SEED_RNN, SEED_EVAL, SEED_REPORT = 1, 2, 3, 4, 5
@@ -122,7 +122,7 @@ class TrainConfig:
     nll_reduction: str | None = option(
         None,
         "M's NLL of z_{t+1} summed (sum) or averaged (mean, the paper's code) over z's "
-        "dims; default sum (measured: docs/ablation-takecover.md), or what the run in OUT used",
+        "dims; default sum (measured: docs/experiments/doom_takecover.md), or what the run in OUT used",
         choices=NLL_REDUCTIONS,
     )
     mask_terminal_z: bool | None = field(
