@@ -15,21 +15,24 @@ import gymnasium as gym
 import numpy as np
 
 from dreamgym.envs.single import DreamEnv
+from dreamgym.options import DreamOptions
 from dreamgym.rendering import _pygame
-from dreamgym.utils.options import option
+from dreamgym.utils.options import deprecated_aliases, option
 
 TEMPERATURE_STEP = 0.05
 BRAKE = 0.8  # as in gymnasium's car_racing.py play: 1.0 would lock the wheels
 
 
-@dataclass
-class PlayConfig:
-    """Options of `dreamgym play`."""
+@deprecated_aliases
+@dataclass(kw_only=True)
+class PlayConfig(DreamOptions):
+    """Options of `dreamgym play`: the dream's, and these."""
 
     world: str = option(help="bundled world name (carracing, doom_takecover) or a world directory")
     temperature: float | None = option(
         None, "initial sampling temperature τ (default: the world's)"
     )
+    device: str = option("cpu", "device of the dream (one step at a time: the CPU is enough)")
     fps: int = option(30, "dream steps per second")
     seed: int | None = option(None, "seed of the first episode")
     max_episodes: int = option(0, "stop after this many episodes (0: until Esc)")
@@ -70,7 +73,7 @@ def play(config: PlayConfig, echo: Callable[[str], None] | None = None) -> PlayR
     """
     say = echo or (lambda _message: None)
     pygame = _pygame()
-    env = DreamEnv(config.world, temperature=config.temperature, render_mode="human", device="cpu")
+    env = DreamEnv(config.world, render_mode="human", settings=config.dream_settings())
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
     clock = pygame.time.Clock()
     result = PlayResult(temperature=env.temperature)

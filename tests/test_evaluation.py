@@ -68,7 +68,7 @@ def test_load_policy_reads_sb3_agents(tmp_path: Path, discrete_world_dir: Path) 
     world = World.load(discrete_world_dir)
     model = PPO(
         "MlpPolicy",
-        DreamVecEnv(world, n_envs=2, device="cpu"),
+        DreamVecEnv(world, num_envs=2, device="cpu"),
         n_steps=16,
         batch_size=32,
         device="cpu",

@@ -29,7 +29,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, check_temperature
+from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings
 from dreamgym.models.mdnrnn import sample_mdn
 from dreamgym.models.noise import draw_grouped
 from dreamgym.spaces import check_actions, encode_actions_tensor
@@ -190,16 +190,9 @@ class DreamVectorEnv(VectorEnv):
             self.world = World.load(world, device=self.device)
         self.num_envs = int(num_envs)
         self.obs_mode = settings.obs_mode
-        self.temperature = (
-            settings.temperature
-            if settings.temperature is not None
-            else check_temperature(self.world.temperature)
-        )
-        self.max_episode_steps = (
-            settings.max_episode_steps
-            if settings.max_episode_steps is not None
-            else self.world.max_episode_steps
-        )
+        resolved = settings.for_world(self.world)
+        self.temperature = resolved.temperature
+        self.max_episode_steps = resolved.max_episode_steps
         self.termination = settings.termination
         self.done_threshold = settings.done_threshold
         self.render_mode = render_mode

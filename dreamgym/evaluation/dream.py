@@ -10,6 +10,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from dreamgym.envs.dream import DreamVectorEnv
+from dreamgym.envs.settings import DreamSettings
 from dreamgym.policies import Policy, load_policy
 from dreamgym.world import World
 
@@ -31,15 +32,33 @@ def evaluate_dream(
     device: str | torch.device = "auto",
     termination: str = "sample",
     done_threshold: float = 0.5,
+    *,
+    settings: DreamSettings | None = None,
 ) -> np.ndarray:
     """Returns (float64, `episodes`) of the policy in the dream, all episodes in one batch.
 
     Every env's first episode is one sample (autoreset off; reward stops counting at an env's
     first termination or truncation). The same seed gives the same returns (on CPU).
     `termination` / `done_threshold`: how M's done head ends an episode (`DreamVectorEnv`).
+    The dream is set either by these keywords or by `settings` (e.g.
+    `DreamOptions.dream_settings()`), whose `obs_mode` gives way to the policy's.
+
+    >>> from dreamgym.envs.settings import DreamSettings
+    >>> settings = DreamSettings(termination="threshold", done_threshold=0.9, device="cpu")
+    >>> evaluate_dream("doom_takecover", "constant:0", 2, seed=0, settings=settings).shape
+    (2,)
     """
     return dream_episodes(
-        world, policy, episodes, seed, temperature, max_steps, device, termination, done_threshold
+        world,
+        policy,
+        episodes,
+        seed,
+        temperature,
+        max_steps,
+        device,
+        termination,
+        done_threshold,
+        settings=settings,
     ).returns
 
 
@@ -53,22 +72,27 @@ def dream_episodes(
     device: str | torch.device = "auto",
     termination: str = "sample",
     done_threshold: float = 0.5,
+    *,
+    settings: DreamSettings | None = None,
 ) -> DreamEpisodes:
     """`evaluate_dream` with the episodes' lengths too (what `dreamgym calibrate` matches)."""
     if int(episodes) < 1:
         raise ValueError(f"episodes must be ≥ 1, got {episodes}")
+    settings = DreamSettings.from_arguments(
+        settings,
+        temperature=temperature,
+        device=device,
+        max_episode_steps=max_steps,
+        termination=termination,
+        done_threshold=done_threshold,
+    )
     if isinstance(policy, str):
         policy = load_policy(policy, world, seed=seed)
     env = DreamVectorEnv(
         world,
         num_envs=int(episodes),
-        obs_mode=policy.obs_mode,
-        temperature=temperature,
-        device=device,
-        max_episode_steps=max_steps,
         autoreset_mode=AutoresetMode.DISABLED,
-        termination=termination,
-        done_threshold=done_threshold,
+        settings=settings.replace(obs_mode=policy.obs_mode),
     )
     if env.max_episode_steps is None:
         raise ValueError(

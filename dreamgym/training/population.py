@@ -34,6 +34,8 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from dreamgym.envs.dream import DreamVectorEnv
+from dreamgym.envs.settings import DreamSettings
+from dreamgym.options import precision_setting
 from dreamgym.policies.linear import DEFAULT_ACTION_HEAD, PopulationController, controller_obs_dim
 from dreamgym.world import World
 
@@ -69,6 +71,7 @@ class PopulationEvaluator:
         crn: bool = True,
         action_head: str = DEFAULT_ACTION_HEAD,
         dream_world: World | None = None,
+        precision: str = "auto",
     ) -> None:
         self.obs_dim = controller_obs_dim(world, obs_mode)
         self.obs_mode = obs_mode
@@ -83,17 +86,21 @@ class PopulationEvaluator:
             )
         self.popsize, self.rollouts, self.max_steps = int(popsize), int(rollouts), int(max_steps)
         self.crn, self.action_head = bool(crn), action_head
-        self.env = DreamVectorEnv(
-            dream_world if foreign else world,
-            num_envs=self.popsize * self.rollouts,
+        settings = DreamSettings(
             obs_mode="z" if foreign else obs_mode,
             temperature=temperature,
             device=device,
             max_episode_steps=self.max_steps,
-            autoreset_mode=AutoresetMode.DISABLED,
             termination=termination,
             done_threshold=done_threshold,
+            **precision_setting(precision),
+        )
+        self.env = DreamVectorEnv(
+            dream_world if foreign else world,
+            num_envs=self.popsize * self.rollouts,
+            autoreset_mode=AutoresetMode.DISABLED,
             noise_groups=self.rollouts if self.crn else None,
+            settings=settings,
         )
         self.action_space = self.env.single_action_space
         self.device = self.env.device

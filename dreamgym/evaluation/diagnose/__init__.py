@@ -11,6 +11,10 @@ Two checks (docs: "Fidelity: how we judge a world"):
    ones) from h = 0; its predicted return and termination count per episode against the real
    ones, and the per-step done AUC.
 
+Comparing many trial worlds of one env, or one world at several τ or termination rules, needs
+the dream side alone: `--dream-only --real-from REPORT --no-teacher` dreams the suite and judges
+it against an earlier report's real returns, playing no real episode.
+
 `diagnose(config)` returns the report (also OUT/diagnose.json) and prints nothing; the command
 (`dreamgym.commands.diagnose`) prints the table. Figures: see `figures`.
 """
@@ -81,7 +85,8 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
     for _, spec in policies:  # bad specs fail now, with a clear message
         load_policy(spec, world, seed=config.seed)
     out = Path(config.out) if config.out is not None else Path(DEFAULT_OUT) / world.name
-    temperature = config.temperature if config.temperature is not None else world.temperature
+    dream = config.dream_record(world)
+    temperature = dream["temperature"]
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     known_real = {}
@@ -94,7 +99,11 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
             config.max_steps,
         )
     reused = [spec for _, spec in policies if spec in known_real]
-    rows = run_suite(world, policies, config, config.progress, known_real) if policies else []
+    rows = (
+        run_suite(world, policies, config, config.progress, known_real, config.dream_only)
+        if policies
+        else []
+    )
     seconds["suite"] = time.perf_counter() - t0
     teacher, episodes, forced = None, [], []
     if config.teacher:
@@ -117,11 +126,13 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
         "seed": int(config.seed),
         "temperature": temperature,
         "max_steps": config.max_steps,
+        "dream_settings": dream,
+        "dream_only": bool(config.dream_only),
         "tolerance": {"relative": config.rel_tol, "absolute": config.abs_tol},
         "suite": rows,
         "real_reused": {"from": config.real_from, "specs": reused} if reused else None,
-        "suite_ok": all(r["ok"] for r in rows),
-        "flagged": [r["policy"] for r in rows if not r["ok"]],
+        "suite_ok": all(r["ok"] is not False for r in rows),
+        "flagged": [r["policy"] for r in rows if r["ok"] is False],
         "teacher": teacher,
         "out": str(out),
         "files": files,
@@ -146,7 +157,7 @@ def diagnose_table(report: dict[str, Any]) -> str:
             f"{report.get('dream_episodes', report['episodes'])} dreams each, same seeds in both "
             f"(flag: |dream − real| > max({tol['relative']:.0%} of |real|, {tol['absolute']:g}))",
             "",
-            suite_table(report["suite"], report["temperature"]),
+            suite_table(report["suite"], report["temperature"], report.get("dream_settings")),
             "",
         ]
         reused = report.get("real_reused")
