@@ -79,5 +79,6 @@ def evaluate_from_config(config: EvaluateConfig) -> dict[str, Any]:
         "mode": config.mode,
         "episodes": config.episodes,
         "seed": config.seed,
+        **(config.dream_record(world) if config.mode == "dream" else {}),
         **summarize(returns, config.seed),
     }
