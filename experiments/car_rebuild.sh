@@ -55,7 +55,7 @@ dreamgym diagnose --world $D/worlds/car-m-op1 --episodes 16 --seed 300000 --work
 dreamgym gap --world carracing --policy bundled --episodes 100 --seed 320000 --workers 2 --out $D/gap-car-bundled
 dreamgym gap --world carracing --policy random --episodes 20 --seed 320000 --workers 2 --out $D/gap-car-random
 # SB3 in the dream (deliverable 3)
-dreamgym sb3 --world carracing --algo ppo --steps 1000000 --n-envs 64 --seed 0 --checkpoint-every 100000 \
+dreamgym sb3 --world carracing --algo ppo --steps 1000000 --num-envs 64 --seed 0 --checkpoint-every 100000 \
   --algo-kwargs '{"n_steps": 64, "batch_size": 1024, "n_epochs": 4}' --out $D/agents/ppo-car --no-progress
 dreamgym evaluate --world carracing --policy $D/agents/ppo-car.zip --real --episodes 20 --seed 340000 \
   --workers 2 --json --no-progress
@@ -75,7 +75,7 @@ dreamgym evaluate --world carracing --policy $D/runs/car-t1.3-s0 --real --episod
 python -c "from dreamgym.world import World, BUNDLED_DIR; from dreamgym.controllers import bundle_controller; \
 bundle_controller(World.load(BUNDLED_DIR / 'carracing'), '$D/runs/car-t1.3-s0')"
 # PPO in the dream at τ 1.3: 1M steps (81.3 real) and 4M steps (46.7 real), seeds 340000+
-dreamgym sb3 --world carracing --algo ppo --steps 1000000 --n-envs 64 --temperature 1.3 \
+dreamgym sb3 --world carracing --algo ppo --steps 1000000 --num-envs 64 --temperature 1.3 \
   --algo-kwargs '{"n_steps": 64, "batch_size": 1024, "n_epochs": 4}' --out $D/agents/ppo-car-t1.3 --no-progress
 # --- 2026-12-02 (not shipped). (a) The shipped search resumed from 20 to 40 generations: 315.6 on
 # seeds 10000+ (the 20-generation one: 522.8).
@@ -147,8 +147,14 @@ dreamgym train $TRAIN --rnn-epochs 20 --threads 2 --out $D/worlds/car-cov384
 dreamgym train $TRAIN --rnn-epochs 60 --threads 1 --out $D/worlds/car-cov384-e60
 REAL='{"no action (stands still)": -93.3, "straight gas": -27.1, "half gas": -51.2, "gas + steer left": -83.4,
   "gas + steer right": -83.2, "full brake": -93.3, "random": -33.8, "steer left/right every 10, gas": -76.6}'
+# REAL: the suite's real means these worlds were judged against. The dream side alone, per world:
+# `diagnose --dream-only` against one real report of the suite (played once; its means stand in
+# for REAL), 64 dreams per policy from seed 300000.
+dreamgym diagnose --world carracing --no-teacher --no-figures --no-progress --out $D/diagnose/car-real
+DREAMS="--real-from $D/diagnose/car-real --dream-only --no-teacher --dream-episodes 64 --dream-seed 300000 \
+  --device cpu --no-progress"
 for w in car-cov384 car-cov384-e60; do
-  python scripts/fixed_dreams.py $D/worlds/$w --n 64 --seed 300000 --real "$REAL"
+  dreamgym diagnose --world $D/worlds/$w $DREAMS --out $D/diagnose/$w
 done
 for run in "car-cov384 1.3 20 cov384-t1.3-s0" "car-cov384 1.0 20 cov384-t1.0-s0" \
            "car-cov384 1.3 40 cov384-t1.3-s0-g40" "car-cov384-e60 1.3 20 e60-t1.3-s0"; do set -- $run
@@ -162,7 +168,7 @@ dreamgym evaluate --world $D/worlds/car-cov384-e60 --policy $D/runs/e60-t1.3-s0 
   --seed 400000 --workers 2 --json --no-progress
 python experiments/ship_world.py $D/worlds/car-cov384-e60 carracing --controller $D/runs/e60-t1.3-s0
 # PPO in the new dream (deliverable 3): 526.7 on seeds 340000+ (the shipped controller there: 708.8)
-dreamgym sb3 --world carracing --algo ppo --steps 1000000 --n-envs 64 --temperature 1.3 --seed 0 \
+dreamgym sb3 --world carracing --algo ppo --steps 1000000 --num-envs 64 --temperature 1.3 --seed 0 \
   --algo-kwargs '{"n_steps": 64, "batch_size": 1024, "n_epochs": 4, "policy_kwargs": {"net_arch": {"pi": [], "vf": [64, 64]}}}' \
   --out $D/agents/ppo-car-s10-linpi --no-progress
 for p in $D/agents/ppo-car-s10-linpi.zip bundled; do
@@ -184,7 +190,7 @@ dreamgym train --data $D/car-coverage $D/car-onpolicy-18 $D/car-onpolicy-200-fai
 dreamgym train $TRAIN --rnn-epochs 100 --threads 1 --out $D/worlds/car-cov384-e100
 for run in "car-cov384-e60 1 e60-t1.3-s1" "car-cov384-e100 0 car-cov384-e100-t1.3-s0" \
            "car-602 0 car-602-t1.3-s0" "car-s11-fail 0 car-s11-fail-t1.3-s0"; do set -- $run
-  python scripts/fixed_dreams.py $D/worlds/$1 --n 64 --seed 300000 --real "$REAL"
+  dreamgym diagnose --world $D/worlds/$1 $DREAMS --out $D/diagnose/$1
   dreamgym controller --world $D/worlds/$1 --out $D/runs/$3 --generations 20 --popsize 64 --rollouts 16 \
     --temperature 1.3 --threads 1 --seed $2 --no-progress
   dreamgym evaluate --world $D/worlds/$1 --policy $D/runs/$3 --real --episodes 20 --seed 10000 --workers 1 \
@@ -212,12 +218,12 @@ done
 # there, against 1.002 with weight 1 at the same epoch)
 dreamgym train $S12 --rnn-lr-decay 0.99974 --reward-sum-weight 1 --out $D/worlds/car-s12-sum1
 for w in car-s12-fix car-s12-fix-lrd car-s12-fix-lrd-rw50 car-s12-fix-lrd-rw100 car-s12-sum1; do
-  python scripts/fixed_dreams.py $D/worlds/$w --n 64 --seed 300000 --real "$REAL"
+  dreamgym diagnose --world $D/worlds/$w $DREAMS --out $D/diagnose/$w
 done
-python scripts/fixed_dreams.py carracing --tau 0.85 --n 64 --seed 300000 --real "$REAL"
-python scripts/fixed_dreams.py carracing --tau 0.7 --n 64 --seed 300000 --real "$REAL"
+dreamgym diagnose --world carracing --temperature 0.85 $DREAMS --out $D/diagnose/car-t0.85
+dreamgym diagnose --world carracing --temperature 0.7 $DREAMS --out $D/diagnose/car-t0.7
 # The reward row of the shipped M refitted with its LSTM frozen (the card's middle rows; each then
-# scored with scripts/fixed_dreams.py as above). The return-term rows fit 4 of each fixed policy's 8
+# scored with `diagnose $DREAMS` as above). The return-term rows fit 4 of each fixed policy's 8
 # episodes and score the other 4 with the 60 held-out ones.
 L=$D/worlds/car-602/.train/latents.safetensors  # the shipped world's training run's latent cache
 python experiments/refit_reward_row.py carracing $D/worlds/s12-refit-inc --latents $L
@@ -242,5 +248,5 @@ for p in 0.5 1.0; do
     --sampled-inputs $p --out $D/worlds/car-s13-ss$p --name carracing
 done
 for w in s13-cov-d1 s13-fixdream-d1 car-s13-ss0.5 car-s13-ss1.0; do
-  python scripts/fixed_dreams.py $D/worlds/$w --n 64 --seed 300000 --real "$REAL"
+  dreamgym diagnose --world $D/worlds/$w $DREAMS --out $D/diagnose/$w
 done

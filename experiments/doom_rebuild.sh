@@ -118,13 +118,17 @@ done
 # steps). (a) The paper's threshold termination on the shipped M, at τ 1.15 and 0.1; (b) a copy of the
 # shipped world calibrated at τ 1.15 and the shipped search at τ 1.15 in it (305.7 on seeds 20000+).
 REAL='{"constant noop": 159.5, "constant left": 178.2, "constant right": 182.1, "random": 226.4, "left/right every 10": 164.8}'
+# REAL: the suite's real means these dreams were judged against; `diagnose --dream-only` judges them
+# against one real report of the suite (played once; its means stand in for REAL).
+dreamgym diagnose --world doom_takecover --no-teacher --no-figures --no-progress --out $D/diagnose/doom-real
+DREAMS="--real-from $D/diagnose/doom-real --dream-only --no-teacher --dream-seed 120000 --device cpu --no-progress"
 for tau in 1.15 0.1; do for thr in 0.03 0.06 0.1 0.15; do
-  python scripts/fixed_dreams.py doom_takecover --tau $tau --termination threshold --done-threshold $thr \
-    --n 128 --seed 120000 --real "$REAL" --extra bundled
+  dreamgym diagnose --world doom_takecover --temperature $tau --termination threshold --done-threshold $thr \
+    --dream-episodes 128 --policy bundled $DREAMS --out $D/diagnose/doom-t$tau-thr$thr
 done; done
 cp -r dreamgym/worlds/doom_takecover $D/worlds/doom-cal115
 dreamgym calibrate --world $D/worlds/doom-cal115 --data $DATA --temperature 1.15 --no-progress
-python scripts/fixed_dreams.py $D/worlds/doom-cal115 --n 256 --seed 120000 --real "$REAL" --threads 2
+dreamgym diagnose --world $D/worlds/doom-cal115 --dream-episodes 256 $DREAMS --out $D/diagnose/doom-cal115
 dreamgym controller --world $D/worlds/doom-cal115 --out $D/runs/doom-cal115-t1.15 --generations 20 --popsize 32 \
   --rollouts 16 --temperature 1.15 --threads 2 --seed 0 --no-progress
 dreamgym evaluate --world $D/worlds/doom-cal115 --policy $D/runs/doom-cal115-t1.15 --real --episodes 50 --seed 20000 \

@@ -53,8 +53,6 @@ def test_every_real_command_takes_the_real_run_options(command: str) -> None:
 def test_one_name_per_concept() -> None:
     """The episode cap is max_steps and the batch size num_envs in every job."""
     for command in cli.JOBS:
-        if command == "train":  # train's max_episode_steps is the bundle's own limit
-            continue
         names = {f.name for f in dataclasses.fields(config_class(command))}
         assert not names & {"max_episode_steps", "n_envs"}, command
 

@@ -42,20 +42,23 @@ def returns_in(
     *,
     progress: bool,
     episodes: int | None = None,
+    seed: int | None = None,
 ) -> np.ndarray:
     """Returns of `policy` (a spec, or a loaded policy in the dream) in the dream or in reality,
-    with `options`' episodes (or `episodes`), seed, cap, dream settings and real workers."""
+    with `options`' episodes and seed (or `episodes`, `seed`), cap, dream settings and real
+    workers."""
     n = options.episodes if episodes is None else episodes
+    seed = options.seed if seed is None else seed
     if mode == "dream":
         if isinstance(policy, str):
-            policy = load_policy(policy, world, seed=options.seed)
+            policy = load_policy(policy, world, seed=seed)
         settings = options.dream_settings(obs_mode=policy.obs_mode)
-        return evaluate_dream(world, policy, n, options.seed, settings=settings)
+        return evaluate_dream(world, policy, n, seed, settings=settings)
     return evaluate_real(
         world,
         policy,
         episodes=n,
-        seed=options.seed,
+        seed=seed,
         max_steps=options.max_steps,
         workers=options.workers,
         progress=progress,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from dreamgym.models.mdnrnn import MIXTURE_KINDS, NLL_REDUCTIONS
-from dreamgym.utils.options import option
+from dreamgym.utils.options import deprecated_aliases, option
 
 WEIGHTS_DTYPES = ("auto", "float16", "float32")
 """What `--weights-dtype` accepts: auto keeps float16 unless a held-out metric moves by over 1 %."""
@@ -54,6 +54,7 @@ SEED_SPLIT, SEED_VAE, SEED_RNN, SEED_EVAL, SEED_REPORT = 1, 2, 3, 4, 5
 VAE_PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+@deprecated_aliases
 @dataclass
 class TrainConfig:
     """Options of `dreamgym train` (one `--kebab-case` flag per field)."""
@@ -167,7 +168,11 @@ class TrainConfig:
     )
     val_fraction: float = option(0.1, "fraction of episodes held out for the metrics")
     temperature: float = option(1.0, "the world's default sampling temperature τ")
-    max_episode_steps: int | None = option(None, "dream truncation (default: the real env's limit)")
+    max_steps: int | None = option(
+        None,
+        "the world's episode cap, written into the bundle (default: the real env's limit)",
+        aliases=("max_episode_steps",),
+    )
     device: str = option("auto", "auto, cpu or cuda")
     seed: int = option(0, "seed of the split, the initial weights and every batch")
     threads: int | None = option(
@@ -214,11 +219,13 @@ OUT_SETTINGS_FIELDS = (
     "vae_epochs",
     "rnn_epochs",
     "temperature",
-    "max_episode_steps",
+    "max_steps",
     "weights_dtype",
     "name",
 )
 """Options that only shape the bundle: a finished run with the same ones is up to date."""
+OUT_SETTINGS_KEYS = {"max_steps": "max_episode_steps"}
+"""Bundle options recorded under their old names (so finished runs stay up to date)."""
 
 LOSS_OPTION_FIELDS = ("reward_overpay", "reward_sum_weight", "sampled_inputs")
 """Options of M's loss added after the fingerprint was fixed: recorded only when set."""

@@ -54,6 +54,7 @@ from dreamgym.spaces import action_input_dim, action_space_from_dict
 from dreamgym.training.card import model_card
 from dreamgym.training.config import (
     OUT_SETTINGS_FIELDS,
+    OUT_SETTINGS_KEYS,
     EpochCallback,
     TrainConfig,
     TrainingStateError,
@@ -190,7 +191,7 @@ def _train_stages(run: TrainingRun, vae_from: ConvVAE | None) -> World:
 
 def bundle_settings(config: TrainConfig) -> dict[str, Any]:
     """The options that only shape the bundle (recorded with it in progress.json)."""
-    return {k: getattr(config, k) for k in OUT_SETTINGS_FIELDS}
+    return {OUT_SETTINGS_KEYS.get(k, k): getattr(config, k) for k in OUT_SETTINGS_FIELDS}
 
 
 def _finished_world(
@@ -464,8 +465,8 @@ def _write_bundle(
             vae_config=run.vae_config,
             rnn_config=rnn.config,
             max_episode_steps=(
-                config.max_episode_steps
-                if config.max_episode_steps is not None
+                config.max_steps
+                if config.max_steps is not None
                 else _real_step_limit(manifest["env_id"], manifest)
             ),
             temperature=config.temperature,

@@ -124,6 +124,7 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
         "episodes": int(config.episodes),
         "dream_episodes": int(config.dream_episodes),
         "seed": int(config.seed),
+        "dream_seed": int(config.seed if config.dream_seed is None else config.dream_seed),
         "temperature": temperature,
         "max_steps": config.max_steps,
         "dream_settings": dream,
@@ -143,6 +144,13 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
     return report
 
 
+def _seeds(report: dict[str, Any]) -> str:
+    """How the two sides were seeded, for the table's heading."""
+    sides = "no real episode played" if report.get("dream_only") else "same seeds in both"
+    dream_seed = report.get("dream_seed", report["seed"])
+    return sides if dream_seed == report["seed"] else f"{sides}, dreams from seed {dream_seed}"
+
+
 def _flag(check: dict[str, Any]) -> str:
     return "ok" if check["ok"] else f"**{check['flag'].upper()}**"
 
@@ -154,7 +162,7 @@ def diagnose_table(report: dict[str, Any]) -> str:
     if report["suite"]:
         lines += [
             f"Fixed policies, {report['episodes']} real episodes and "
-            f"{report.get('dream_episodes', report['episodes'])} dreams each, same seeds in both "
+            f"{report.get('dream_episodes', report['episodes'])} dreams each, {_seeds(report)} "
             f"(flag: |dream − real| > max({tol['relative']:.0%} of |real|, {tol['absolute']:g}))",
             "",
             suite_table(report["suite"], report["temperature"], report.get("dream_settings")),

@@ -36,6 +36,9 @@ class DiagnoseConfig(DreamAndRealOptions):
         "not the noisy side of the comparison)",
     )
     seed: int = option(0, "seed of everything (real episode i uses seed + i)")
+    dream_seed: int | None = option(
+        None, "seed of the suite's dreams (default: --seed, the real episodes' own)"
+    )
     device: str = option("auto", "device of the dream and of V/M: auto, cpu or cuda")
     rel_tol: float = field(
         default=RELATIVE_TOLERANCE,
@@ -84,6 +87,7 @@ class DiagnoseConfig(DreamAndRealOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.dream_episodes = check_int("dream_episodes", self.dream_episodes, 1)
+        self.dream_seed = check_int("dream_seed", self.dream_seed, optional=True)
         self.teacher_episodes = check_int(
             "teacher_episodes", self.teacher_episodes, 1, optional=True
         )

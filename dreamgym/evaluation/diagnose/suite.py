@@ -138,7 +138,13 @@ def run_suite(
     rows, known = [], known_real or {}
     for label, spec in policies:
         dream = returns_in(
-            "dream", world, spec, config, progress=progress, episodes=config.dream_episodes
+            "dream",
+            world,
+            spec,
+            config,
+            progress=progress,
+            episodes=config.dream_episodes,
+            seed=config.dream_seed,
         )
         if spec in known:
             real = known[spec]
