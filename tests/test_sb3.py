@@ -275,7 +275,12 @@ class InterruptAt(BaseCallback):
 def test_interrupted_training_resumes(tmp_path: Path, discrete_world_dir: Path) -> None:
     out = tmp_path / "a2c"
     config = SB3Config(
-        world=str(discrete_world_dir), out=str(out), algo="a2c", steps=120, num_envs=4, progress=False
+        world=str(discrete_world_dir),
+        out=str(out),
+        algo="a2c",
+        steps=120,
+        num_envs=4,
+        progress=False,
     )
     with pytest.raises(KeyboardInterrupt):
         train_agent(config, callback=InterruptAt(60))
