@@ -140,7 +140,8 @@ class DreamOptions(_Group):
         check_choice("termination", self.termination, TERMINATION_MODES)
         self.done_threshold = check_float("done_threshold", self.done_threshold, 0.0, 1.0)
         self.max_steps = check_int("max_steps", self.max_steps, 1, optional=True)
-        check_text("device", self.device)
+        if type(self.device).__name__ != "device":  # a torch.device passes as it is
+            check_text("device", self.device)
         check_choice("precision", self.precision, PRECISIONS)
 
     def dream_settings(self, obs_mode: str = "zh", world: World | None = None) -> DreamSettings:

@@ -221,12 +221,17 @@ def test_cli_evaluate_json(capsys: pytest.CaptureFixture[str], discrete_world_di
         "mode",
         "episodes",
         "seed",
+        "temperature",
+        "termination",
+        "done_threshold",
+        "precision",
         "mean",
         "std",
         "ci95",
         "returns",
     }
     assert result["mode"] == "dream" and len(result["returns"]) == 4
+    assert result["termination"] == "sample" and result["done_threshold"] is None
     world = World.load(discrete_world_dir)
     expected = evaluate_dream(
         world, RandomPolicy(world.action_space, seed=2), 4, seed=2, device="cpu"

@@ -227,6 +227,12 @@ OUT_SETTINGS_FIELDS = (
 OUT_SETTINGS_KEYS = {"max_steps": "max_episode_steps"}
 """Bundle options recorded under their old names (so finished runs stay up to date)."""
 
+
+def bundle_settings(config: TrainConfig) -> dict[str, Any]:
+    """The options that only shape the bundle (recorded with it in progress.json)."""
+    return {OUT_SETTINGS_KEYS.get(k, k): getattr(config, k) for k in OUT_SETTINGS_FIELDS}
+
+
 LOSS_OPTION_FIELDS = ("reward_overpay", "reward_sum_weight", "sampled_inputs")
 """Options of M's loss added after the fingerprint was fixed: recorded only when set."""
 
