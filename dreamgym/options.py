@@ -106,16 +106,24 @@ def _max_steps() -> Any:
     )
 
 
-@deprecated_aliases
 @dataclass(kw_only=True)
-class DreamOptions(_Group):
-    """How a job dreams: the options of every command that runs a dream (→ `DreamSettings`).
-
-    `obs_mode` is not here: what the dream shows is decided by the policy that reads it (a
-    controller's or agent's file), or by the job that trains one (`--obs-mode`).
-    """
+class _WorldOption(_Group):
+    """Which world: its own group, so that it comes first in every dream command's help."""
 
     world: str = option(help="world: a bundled name or a bundle directory")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_text("world", self.world)
+
+
+@deprecated_aliases
+@dataclass(kw_only=True)
+class DreamRunOptions(_Group):
+    """How to dream, whatever the world (→ `DreamSettings`): τ, termination, cap, device,
+    precision. `obs_mode` is not here: what the dream shows is decided by the policy that reads
+    it (a controller's or agent's file), or by the job that trains one (`--obs-mode`)."""
+
     temperature: float | None = option(None, "dream temperature τ (default: the world's)")
     termination: str = option(
         "sample",
@@ -134,7 +142,6 @@ class DreamOptions(_Group):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_text("world", self.world)
         if self.temperature is not None:
             self.temperature = check_float("temperature", self.temperature, 0.0, above=True)
         check_choice("termination", self.termination, TERMINATION_MODES)
@@ -143,6 +150,10 @@ class DreamOptions(_Group):
         if type(self.device).__name__ != "device":  # a torch.device passes as it is
             check_text("device", self.device)
         check_choice("precision", self.precision, PRECISIONS)
+
+    def dream_values(self) -> dict[str, Any]:
+        """These options as keywords, to hand them on to another job's config."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(DreamRunOptions)}
 
     def dream_settings(self, obs_mode: str = "zh", world: World | None = None) -> DreamSettings:
         """These options as the `DreamSettings` a dream constructor takes, showing `obs_mode`;
@@ -167,6 +178,12 @@ class DreamOptions(_Group):
             "done_threshold": self.done_threshold if self.termination == "threshold" else None,
             "precision": self.precision,
         }
+
+
+@deprecated_aliases
+@dataclass(kw_only=True)
+class DreamOptions(DreamRunOptions, _WorldOption):
+    """How a job dreams which world: the options of every command that runs a dream of one."""
 
 
 def precision_setting(precision: str) -> dict[str, str]:

@@ -18,14 +18,15 @@ from dreamgym.cli import build_parser, config_class, main
 from dreamgym.envs.settings import DreamSettings
 from dreamgym.evaluation import evaluate_dream
 from dreamgym.evaluation.jobs import EvaluateConfig, evaluate_from_config
-from dreamgym.options import DreamAndRealOptions, DreamOptions, RealRunOptions
+from dreamgym.options import DreamAndRealOptions, DreamOptions, DreamRunOptions, RealRunOptions
 from dreamgym.training.sb3 import SB3Config
 
-DREAM_COMMANDS = ("controller", "sb3", "evaluate", "gap", "diagnose", "calibrate", "play")
-"""Every command that runs a dream: each takes the whole `DreamOptions` group."""
-REAL_COMMANDS = ("collect", "evaluate", "gap", "diagnose")
+DREAM_COMMANDS = ("controller", "sb3", "evaluate", "gap", "diagnose", "calibrate", "play", "demo")
+"""Every command that runs a dream: each takes the whole `DreamRunOptions` group (and all but
+demo, which dreams several worlds, `DreamOptions`: which world too)."""
+REAL_COMMANDS = ("collect", "evaluate", "gap", "diagnose", "demo")
 """Every command that plays real episodes: each takes the whole `RealRunOptions` group."""
-DREAM_FLAGS = ("--world", "--temperature", "--termination", "--done-threshold", "--device")
+DREAM_FLAGS = ("--temperature", "--termination", "--done-threshold", "--device", "--precision")
 REAL_FLAGS = ("--episodes", "--seed", "--workers", "--ray", "--max-steps")
 
 
@@ -37,9 +38,10 @@ def _flags(command: str) -> set[str]:
 
 @pytest.mark.parametrize("command", DREAM_COMMANDS)
 def test_every_dream_command_takes_the_dream_options(command: str) -> None:
-    assert issubclass(config_class(command), DreamOptions)
+    assert issubclass(config_class(command), DreamRunOptions)
+    assert issubclass(config_class(command), DreamOptions) == (command != "demo")
     flags = _flags(command)
-    assert set(DREAM_FLAGS) <= flags and "--precision" in flags
+    assert set(DREAM_FLAGS) <= flags and ("--world" in flags) == (command != "demo")
     # calibrate caps each dream at its dataset's limit: no --max-steps there
     assert ("--max-steps" in flags) == (command != "calibrate")
 
