@@ -1,9 +1,12 @@
 """Option groups that several jobs share, composed into each job's config: one door per concept.
 
-Every job that runs a dream takes the same dream options (`DreamOptions`: world, τ, termination,
-done threshold, episode cap, device, precision), so a controller trained under threshold
-termination can be evaluated, gapped and diagnosed under it; every job that plays real episodes
-takes the same `RealRunOptions`. A job's config inherits the groups it needs
+Every job that runs a dream takes the same dream options (`DreamRunOptions`: τ, termination,
+done threshold, episode cap, device, precision; `DreamOptions`: those and the world), so a
+controller trained under threshold termination can be evaluated, gapped and diagnosed under it;
+every job that plays real episodes takes the same `RealRunOptions` (episodes, seed, workers,
+Ray, episode cap). One name per concept: the episode cap is `max_steps` (`--max-steps`) in every
+job, its old spelling `max_episode_steps` a deprecated alias; the dream's constructors keep
+Gymnasium's `max_episode_steps`, which `dream_settings` maps it to. A job's config inherits the groups it needs
 (`class GapConfig(DreamAndRealOptions)`), so its fields stay flat: one `--kebab-case` flag each
 (`dreamgym.cli`), and `GapConfig(world=..., temperature=...)` in Python. A job may redeclare a
 field to give it its own default or help; the group's validation still applies.

@@ -153,3 +153,16 @@ def test_a_command_that_cannot_load_says_so(
     err = capsys.readouterr().err
     assert "dreamgym evaluate: cannot load its options" in err and "no_such_module" in err
     build_parser(["gap"])  # the other commands still build
+
+
+def test_train_cap_is_max_steps_and_recorded_under_its_old_key() -> None:
+    """Renaming train's cap must not make finished runs look out of date."""
+    from dreamgym.training.config import TrainConfig, bundle_settings
+
+    with pytest.warns(DeprecationWarning, match="max_episode_steps is deprecated"):
+        old = TrainConfig(data=["d"], out="o", max_episode_steps=7)
+    new = TrainConfig(data=["d"], out="o", max_steps=7)
+    assert old.max_steps == 7 and bundle_settings(new) == bundle_settings(old)
+    assert bundle_settings(new)["max_episode_steps"] == 7 and "max_steps" not in bundle_settings(
+        new
+    )
