@@ -3,8 +3,10 @@
 Every long job's options live in a dataclass next to the code that runs it (`TrainConfig` in
 training/config.py, `ControllerConfig` in training/cmaes.py, ...). Each field's `metadata["help"]` is its
 one-line doc; this module turns the fields into `--kebab-case` options, so the CLI and the
-library can never disagree. Heavy modules (torch) are imported only by the sub-command that runs.
-A field with `metadata["const"]` is a flag with an optional value (`--ray` alone means const,
+library can never disagree. Only the sub-command named on the command line has its config
+imported (`dreamgym --help` loads no torch); one whose module cannot be imported says so, with
+the import error, instead of running without its options. A field's `metadata["aliases"]` (old
+spellings, `utils.options`) become flags that still work and warn. A field with `metadata["const"]` is a flag with an optional value (`--ray` alone means const,
 `--ray ADDRESS` the address, no flag the field's default); `metadata["metavar"]` names its value.
 """
 
@@ -16,7 +18,7 @@ import importlib
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from dreamgym.runners.errors import ClusterError
@@ -33,6 +35,12 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "write an untrained world for a real env",
     ),
     "collect": ("dreamgym.data", "CollectConfig", "collect", "collect real rollouts"),
+    "select": (
+        "dreamgym.data.subset",
+        "SelectConfig",
+        "select",
+        "a dataset of another's episodes picked by return (e.g. a controller's failures)",
+    ),
     "train": (
         "dreamgym.training.config",
         "TrainConfig",
@@ -102,6 +110,38 @@ def _option_type(tp: Any) -> tuple[Callable[[str], Any] | None, bool]:
     return str, False
 
 
+class CommandUnavailableError(Exception):
+    """A sub-command whose config module cannot be imported (a missing dependency, a broken
+    install): its options are unknown, so it cannot run."""
+
+
+class _DeprecatedFlag(argparse.Action):
+    """An old spelling of an option: stores into the new one's field and says it is deprecated."""
+
+    def __init__(self, *args: Any, new_flag: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.new_flag = new_flag
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: str | None = None) -> None:
+        print(f"dreamgym: {option} is deprecated, use {self.new_flag}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _add_aliases(parser: argparse.ArgumentParser, f: dataclasses.Field, kwargs: dict) -> None:
+    """`--old-name` for each of the field's aliases: hidden from --help, warns when used."""
+    flag = "--" + f.name.replace("_", "-")
+    for alias in f.metadata.get("aliases", ()):
+        parser.add_argument(
+            "--" + alias.replace("_", "-"),
+            **{k: v for k, v in kwargs.items() if k in ("type", "nargs", "const", "choices")},
+            dest=f.name,
+            action=_DeprecatedFlag,
+            new_flag=flag,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
     """One `--field-name` option per dataclass field; fields without defaults are required."""
     hints = typing.get_type_hints(cls)
@@ -154,9 +194,14 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(flag, type=conv, default=default, **kwargs)
         else:
             parser.add_argument(flag, type=conv, required=True, **kwargs)
+        _add_aliases(parser, f, {"type": conv, **kwargs})
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every sub-command, with the options of `commands` (default: all of them).
+
+    Raises `CommandUnavailableError` when one of `commands` cannot import its config.
+    """
     parser = argparse.ArgumentParser(
         prog="dreamgym",
         description="Learned world models as Gymnasium environments: collect, train, dream, transfer.",
@@ -165,36 +210,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"dreamgym {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, cls_name, _, help_text) in JOBS.items():
+    wanted = set(JOBS if commands is None else commands)
+    for name, (_, _, _, help_text) in JOBS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_job=name)
-        cls = _load_config_class(module, cls_name)
-        if cls is not None:
-            add_dataclass_args(p, cls)
+        if name in wanted:
+            add_dataclass_args(p, config_class(name))
     return parser
 
 
-def _load_config_class(module: str, cls_name: str) -> type | None:
+def config_class(command: str) -> type:
+    """The config dataclass of `command`, imported now; `CommandUnavailableError` if it cannot be."""
+    module, cls_name, _, _ = JOBS[command]
     try:
         return getattr(importlib.import_module(module), cls_name)
-    except (ImportError, AttributeError):
-        return None
+    except (ImportError, AttributeError) as e:
+        raise CommandUnavailableError(
+            f"dreamgym {command}: cannot load its options from {module} "
+            f"({type(e).__name__}: {e}); reinstall dreamgym or install what it names"
+        ) from e
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command named on the command line: the first word that is not an option."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in JOBS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_in(argv)
+    try:
+        parser = build_parser([] if command is None else [command])
+    except CommandUnavailableError as e:
+        print(e, file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if getattr(args, "_job", None) is None:
         parser.print_help()
         return 0
-    module, cls_name, command, _ = JOBS[args._job]
-    cls = getattr(importlib.import_module(module), cls_name)
+    _, _, module, _ = JOBS[args._job]
+    cls = config_class(args._job)
     values = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)
     }
-    config = cls(**values)
     try:
-        return int(importlib.import_module(f"dreamgym.commands.{command}").run(config))
+        config = cls(**values)
+        return int(importlib.import_module(f"dreamgym.commands.{module}").run(config))
     except KeyboardInterrupt:
         print("\ninterrupted — re-run the same command to resume", file=sys.stderr)
         return 130

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dreamgym.envs.dream import DreamVectorEnv
+from dreamgym.envs.settings import DreamSettings
 from dreamgym.evaluation import (
     evaluate_dream,
     evaluate_real,
@@ -25,10 +26,11 @@ from dreamgym.evaluation import (
     gap_table,
     write_gap_files,
 )
+from dreamgym.options import DreamRunOptions, RealRunOptions
 from dreamgym.policies import load_bundled_controller, load_policy
 from dreamgym.training.cmaes import ControllerConfig, train_controller
 from dreamgym.utils.files import atomic_write_bytes, atomic_write_json
-from dreamgym.utils.options import option
+from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.utils.threads import torch_threads
 from dreamgym.world import World, WorldLoadError
 from dreamgym.wrappers import make_real
@@ -37,9 +39,10 @@ VIDEO_SCALE = 4
 """64×64 panels are written at 256×256."""
 
 
-@dataclass
-class DemoConfig:
-    """Options of `dreamgym demo`."""
+@deprecated_aliases
+@dataclass(kw_only=True)
+class DemoConfig(RealRunOptions, DreamRunOptions):
+    """Options of `dreamgym demo`: the dream's (for every world) and the real runs', and these."""
 
     out: str = option("dreamgym-demo", "output folder (video, plots, tables)")
     worlds: str = field(
@@ -56,8 +59,6 @@ class DemoConfig:
     episodes: int = option(4, "episodes per policy in the dream and in reality")
     video_steps: int = option(300, "steps in the real | dream video")
     seed: int = option(0, "seed of training and evaluation")
-    workers: int | None = option(None, "real-env worker processes (default: CPU count)")
-    device: str = option("auto", "device of the dream: auto, cpu or cuda")
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
@@ -70,12 +71,16 @@ def _upscale(frame: np.ndarray, scale: int = VIDEO_SCALE) -> np.ndarray:
     return np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
 
 
-def side_by_side_frames(world: Any, policy_spec: str, steps: int, seed: int) -> list[np.ndarray]:
-    """Real frames | what V sees | a dream episode of the same policy, one row per step."""
+def side_by_side_frames(
+    world: Any, policy_spec: str, steps: int, seed: int, settings: DreamSettings | None = None
+) -> list[np.ndarray]:
+    """Real frames | what V sees | a dream episode of the same policy, one row per step; the
+    dream with `settings` (on the CPU: one frame a step)."""
     policy = load_policy(policy_spec, world, seed=seed)
+    settings = (settings or DreamSettings()).replace(obs_mode=policy.obs_mode, device="cpu")
     with torch_threads(1):  # one frame a step: threads only spin-wait (see evaluate_real)
         real = make_real(world, obs_mode=policy.obs_mode)
-        dream = DreamVectorEnv(world, num_envs=1, obs_mode=policy.obs_mode, device="cpu")
+        dream = DreamVectorEnv(world, num_envs=1, settings=settings)
         try:
             return _side_by_side(real, dream, policy, steps, seed)
         finally:
@@ -182,7 +187,7 @@ def _demo_world(
             mean_rollouts=config.mean_rollouts,
             eval_mean_every=config.eval_mean_every,
             seed=config.seed,
-            device=config.device,
+            **config.dream_values(),
         )
     )
     policies = {"fresh (demo)": str(result.controller)}
@@ -197,14 +202,27 @@ def _demo_world(
         log(
             f"evaluating {label} in the dream and in {world.env_id} ({config.episodes} episodes each)"
         )
-        dream = evaluate_dream(world, spec, config.episodes, config.seed, device=config.device)
-        real = evaluate_real(world, spec, config.episodes, config.seed, workers=config.workers)
-        rep = gap_report(world, spec, dream, real, seed=config.seed, temperature=world.temperature)
+        dream = evaluate_dream(
+            world, spec, config.episodes, config.seed, settings=config.dream_settings()
+        )
+        real = evaluate_real(
+            world,
+            spec,
+            config.episodes,
+            config.seed,
+            max_steps=config.max_steps,
+            workers=config.workers,
+            ray_address=config.ray,
+        )
+        temperature = config.dream_record(world)["temperature"]
+        rep = gap_report(world, spec, dream, real, seed=config.seed, temperature=temperature)
         write_gap_files(rep, wdir / label.split()[0])
         world_reports[label] = rep
         tables.append(f"{gap_table(rep)}\n")
     video_policy = policies.get("shipped", policies["fresh (demo)"])
-    frames = side_by_side_frames(world, video_policy, config.video_steps, config.seed)
+    frames = side_by_side_frames(
+        world, video_policy, config.video_steps, config.seed, config.dream_settings()
+    )
     video = write_video(frames, wdir / "real_vs_dream")
     log(f"wrote {video}")
     report: dict[str, Any] = {

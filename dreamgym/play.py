@@ -15,21 +15,24 @@ import gymnasium as gym
 import numpy as np
 
 from dreamgym.envs.single import DreamEnv
+from dreamgym.options import DreamOptions
 from dreamgym.rendering import _pygame
-from dreamgym.utils.options import option
+from dreamgym.utils.options import deprecated_aliases, option
 
 TEMPERATURE_STEP = 0.05
 BRAKE = 0.8  # as in gymnasium's car_racing.py play: 1.0 would lock the wheels
 
 
-@dataclass
-class PlayConfig:
-    """Options of `dreamgym play`."""
+@deprecated_aliases
+@dataclass(kw_only=True)
+class PlayConfig(DreamOptions):
+    """Options of `dreamgym play`: the dream's, and these."""
 
     world: str = option(help="bundled world name (carracing, doom_takecover) or a world directory")
     temperature: float | None = option(
         None, "initial sampling temperature τ (default: the world's)"
     )
+    device: str = option("cpu", "device of the dream (one step at a time: the CPU is enough)")
     fps: int = option(30, "dream steps per second")
     seed: int | None = option(None, "seed of the first episode")
     max_episodes: int = option(0, "stop after this many episodes (0: until Esc)")
@@ -37,7 +40,7 @@ class PlayConfig:
 
 @dataclass
 class PlayResult:
-    """What a play session did."""
+    """What one run of `dreamgym play` did."""
 
     returns: list[float] = field(default_factory=list)
     """Dream return of each finished episode."""
@@ -46,7 +49,7 @@ class PlayResult:
     steps: int = 0
     """Dream steps taken in all (finished episodes and the one left when Esc was pressed)."""
     temperature: float = 1.0
-    """τ when the session ended (after any +/- presses)."""
+    """τ when play ended (after any +/- presses)."""
 
 
 def keys_to_action(pressed: Any, pygame: Any, discrete: bool, n_actions: int = 3) -> Any:
@@ -70,7 +73,7 @@ def play(config: PlayConfig, echo: Callable[[str], None] | None = None) -> PlayR
     """
     say = echo or (lambda _message: None)
     pygame = _pygame()
-    env = DreamEnv(config.world, temperature=config.temperature, render_mode="human", device="cpu")
+    env = DreamEnv(config.world, render_mode="human", settings=config.dream_settings())
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
     clock = pygame.time.Clock()
     result = PlayResult(temperature=env.temperature)

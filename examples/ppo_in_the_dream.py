@@ -30,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", default="carracing", help="bundle directory or bundled name")
     parser.add_argument("--steps", type=int, default=100_000, help="dream env steps for PPO")
-    parser.add_argument("--n-envs", type=int, default=16, help="dreams stepped together")
+    parser.add_argument("--num-envs", type=int, default=16, help="dreams stepped together")
     parser.add_argument(
         "--out", default="agents/ppo_in_the_dream", help="agent path (.zip + .json)"
     )
@@ -53,13 +53,13 @@ def main() -> None:
     # 1. Train in the dream: one batched core, SB3 semantics (same-step resets).
     venv = VecMonitor(
         DreamVecEnv(
-            world, n_envs=args.n_envs, obs_mode="zh", temperature=args.temperature, seed=args.seed
+            world, num_envs=args.num_envs, obs_mode="zh", temperature=args.temperature, seed=args.seed
         )
     )
     model = PPO(
         "MlpPolicy",
         venv,
-        n_steps=max(16, 2048 // args.n_envs),
+        n_steps=max(16, 2048 // args.num_envs),
         batch_size=256,
         seed=args.seed,
         device="cpu",

@@ -5,7 +5,7 @@ a small M (latent 6, hidden 24, K 3), so hundreds of envs step in microseconds. 
 paper architecture (its size does not depend on the latent).
 
 Fixtures and helpers others can reuse:
-- `box_world_dir`, `discrete_world_dir`: session-wide bundles (read-only: copy before editing);
+- `box_world_dir`, `discrete_world_dir`: bundles built once per test run (read-only: copy first);
 - `make_tiny_world(tmp_path, discrete, **kw) -> Path`: a fresh bundle with options (fixture);
 - `build_tiny_world(...)` / `set_done_logit(world_or_env, logit)`: the same as plain functions.
 """
@@ -35,6 +35,16 @@ from dreamgym.world import World  # noqa: E402
 
 # One thread: the test box has 2 loaded cores, and one thread keeps float results reproducible.
 torch.set_num_threads(1)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Name the machine first (shown even with -q): float digits and bf16 speed depend on it."""
+    from dreamgym.utils.machine import cpu_line, torch_line
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"{cpu_line()}; {torch_line()}")
+
 
 TINY_LATENT = 6
 TINY_HIDDEN = 24
@@ -144,13 +154,13 @@ def make_tiny_world() -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def box_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Box-action (CarRacing-like) world, shared by the session: do not modify it."""
+    """A tiny Box-action (CarRacing-like) world, shared by the whole run: do not modify it."""
     return _make_tiny_world(tmp_path_factory.mktemp("worlds"), discrete=False)
 
 
 @pytest.fixture(scope="session")
 def discrete_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Discrete(3)-action (TakeCover-like) world, shared by the session: do not modify it."""
+    """A tiny Discrete(3)-action (TakeCover-like) world, shared by the whole run: do not modify it."""
     return _make_tiny_world(tmp_path_factory.mktemp("worlds"), discrete=True)
 
 

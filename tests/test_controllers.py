@@ -150,6 +150,8 @@ def test_world_bundle_can_ship_a_controller(tmp_path: Path, box_world_dir: Path)
     assert CONTROLLER_WEIGHTS in reloaded.config["files"]
     assert CONTROLLER_META in reloaded.config["files"]
     np.testing.assert_array_equal(load_bundled_controller(reloaded).get_params(), ctrl.get_params())
+    # shipped inside its world's folder: it names no folder of the machine it was bundled on
+    assert json.loads((world_dir / CONTROLLER_META).read_text())["world"]["path"] is None
 
 
 # --- fitness in the batched dream -----------------------------------------------------------

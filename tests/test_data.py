@@ -235,6 +235,18 @@ def test_select_episodes_links_a_verified_subset_by_return(doom_copy: Path, tmp_
     assert not (tmp_path / "none").exists() and not (tmp_path / "bad").exists()
 
 
+def test_select_command_writes_the_subset_and_refuses_an_existing_out(
+    doom_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dreamgym.cli import main
+
+    out = tmp_path / "low"
+    assert main(["select", "--data", str(doom_copy), "--out", str(out), "--max-return", "1e9"]) == 0
+    assert "2 of 2 episodes" in capsys.readouterr().out and scan_dataset(out).ok
+    assert main(["select", "--data", str(doom_copy), "--out", str(out)]) == 2
+    assert "pick a new directory" in capsys.readouterr().err
+
+
 def test_env_without_images_fails_before_collecting(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="image"):
         collect("CartPole-v1", 1, tmp_path / "cp", workers=2, progress=False)

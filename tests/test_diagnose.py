@@ -18,6 +18,7 @@ from conftest import build_tiny_world, set_done_logit
 from dreamgym.cli import main as cli_main
 from dreamgym.controllers import LinearController
 from dreamgym.data import collect, load_episode, load_manifest
+from dreamgym.envs.settings import DreamSettings
 from dreamgym.evaluation import evaluate_dream, evaluate_real
 from dreamgym.evaluation import real as real_module
 from dreamgym.evaluation.diagnose import (
@@ -309,3 +310,43 @@ def test_real_from_reuses_world_independent_returns(
         )
     with pytest.raises(FileNotFoundError, match="no diagnose.json there"):
         diagnose(DiagnoseConfig(world=str(doom_world), teacher=False, real_from=str(tmp_path)))
+
+
+def test_dream_only_judges_the_dream_against_an_earlier_report(
+    tmp_path: Path, doom_world: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--dream-only --real-from`: the suite dreamed under the options given (here threshold
+    termination), judged against the earlier report's real returns; nothing real is played."""
+    base = ["diagnose", "--world", str(doom_world), "--episodes", "2", "--max-steps", str(STEPS)]
+    base += ["--workers", "1", "--resamples", "50", "--dream-episodes", "3", "--no-teacher"]
+    base += ["--no-progress"]
+    first = tmp_path / "first"
+    assert cli_main([*base, "--no-figures", "--out", str(first)]) == 0
+    earlier = json.loads((first / "diagnose.json").read_text())
+
+    def no_real(*args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("--dream-only played a real episode")
+
+    monkeypatch.setattr("dreamgym.evaluation.jobs.evaluate_real", no_real)
+    second = tmp_path / "second"
+    argv = [*base, "--out", str(second), "--real-from", str(first), "--dream-only"]
+    ctrl = LinearController(World.load(doom_world))  # acts through the world: no real known
+    ctrl_dir = str(ctrl.save(tmp_path / "ctrl", world=World.load(doom_world)))
+    argv += ["--termination", "threshold", "--done-threshold", "0.9", "--policy", ctrl_dir]
+    assert cli_main([*argv, "--temperature", "1.3"]) == 0
+    report = json.loads((second / "diagnose.json").read_text())
+    assert report["dream_only"] and report["temperature"] == 1.3
+    assert report["dream_settings"]["termination"] == "threshold"
+    assert report["dream_settings"]["done_threshold"] == 0.9
+    fixed, extra = report["suite"][:-1], report["suite"][-1]
+    for old, new in zip(earlier["suite"], fixed, strict=True):
+        assert new["real"]["returns"] == old["real"]["returns"] and new["ok"] is not None
+    assert extra["spec"] == ctrl_dir and extra["real"] is None and extra["ok"] is None
+    assert (second / "suite.png").is_file()
+    settings = DreamSettings(termination="threshold", done_threshold=0.9, temperature=1.3)
+    expected = evaluate_dream(
+        doom_world, ctrl_dir, 3, 0, settings=settings.replace(max_episode_steps=STEPS)
+    )
+    assert extra["dream"]["returns"] == expected.tolist()
+    with pytest.raises(ValueError, match="--dream-only plays no real episode"):
+        diagnose(DiagnoseConfig(world=str(doom_world), dream_only=True))

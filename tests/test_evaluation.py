@@ -68,7 +68,7 @@ def test_load_policy_reads_sb3_agents(tmp_path: Path, discrete_world_dir: Path) 
     world = World.load(discrete_world_dir)
     model = PPO(
         "MlpPolicy",
-        DreamVecEnv(world, n_envs=2, device="cpu"),
+        DreamVecEnv(world, num_envs=2, device="cpu"),
         n_steps=16,
         batch_size=32,
         device="cpu",
@@ -221,12 +221,17 @@ def test_cli_evaluate_json(capsys: pytest.CaptureFixture[str], discrete_world_di
         "mode",
         "episodes",
         "seed",
+        "temperature",
+        "termination",
+        "done_threshold",
+        "precision",
         "mean",
         "std",
         "ci95",
         "returns",
     }
     assert result["mode"] == "dream" and len(result["returns"]) == 4
+    assert result["termination"] == "sample" and result["done_threshold"] is None
     world = World.load(discrete_world_dir)
     expected = evaluate_dream(
         world, RandomPolicy(world.action_space, seed=2), 4, seed=2, device="cpu"

@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models",),
     ("envs.real",),  # a leaf (gymnasium only) that world.py uses to check envs
     ("world", "world_config"),  # world_config: config.json's validator and checksum (no torch)
-    ("envs", "wrappers"),
+    ("envs", "wrappers", "options"),  # options: the groups composed into every job's config
     ("policies",),
     ("data", "training", "sb3", "train", "init_world", "play"),
     ("evaluation",),

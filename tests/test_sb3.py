@@ -36,7 +36,7 @@ SMALL_PPO = '{"n_steps": 16, "batch_size": 64}'
 
 def box_env(n: int = 4, **kw: Any) -> DreamVecEnv:
     world_kw = {k: kw.pop(k) for k in ("done_logit", "max_episode_steps") if k in kw}
-    return DreamVecEnv(build_tiny_world(False, **world_kw), n_envs=n, device="cpu", **kw)
+    return DreamVecEnv(build_tiny_world(False, **world_kw), num_envs=n, device="cpu", **kw)
 
 
 def random_actions(env: VecEnv, rng: np.random.Generator) -> np.ndarray:
@@ -82,7 +82,7 @@ def test_actions_are_validated_at_the_boundary() -> None:
         env.step(np.zeros((2, 2), np.float32))
     with pytest.raises(ValueError, match="NaN"):
         env.step(np.full((2, 3), np.nan, np.float32))
-    env = DreamVecEnv(build_tiny_world(True), n_envs=2, device="cpu")
+    env = DreamVecEnv(build_tiny_world(True), num_envs=2, device="cpu")
     env.reset()
     with pytest.raises(ValueError, match="integer"):
         env.step(np.zeros(2, np.float32))
@@ -141,13 +141,13 @@ def rollout(env: DreamVecEnv, steps: int = 30) -> list[np.ndarray]:
 
 def test_same_seed_same_trajectories() -> None:
     world = build_tiny_world(True, max_episode_steps=7)
-    a = rollout(DreamVecEnv(world, n_envs=4, device="cpu", seed=11))
-    b = rollout(DreamVecEnv(world, n_envs=4, device="cpu", seed=11))
-    c = rollout(DreamVecEnv(world, n_envs=4, device="cpu", seed=12))
+    a = rollout(DreamVecEnv(world, num_envs=4, device="cpu", seed=11))
+    b = rollout(DreamVecEnv(world, num_envs=4, device="cpu", seed=11))
+    c = rollout(DreamVecEnv(world, num_envs=4, device="cpu", seed=12))
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=False))
     # SB3's seed(): per-env seeds s + i, used by the next reset only.
-    env = DreamVecEnv(world, n_envs=4, device="cpu")
+    env = DreamVecEnv(world, num_envs=4, device="cpu")
     assert list(env.seed(11)) == [11, 12, 13, 14]
     d = rollout(env)
     assert all(np.array_equal(x, y) for x, y in zip(a, d, strict=True))
@@ -176,7 +176,7 @@ def test_sb3_algorithms_learn_in_the_dream() -> None:
     sac = SAC("MlpPolicy", box, learning_starts=16, buffer_size=1_000, seed=0, device="cpu")
     _learns(sac, 100, "actor", "critic")
     discrete = DreamVecEnv(
-        build_tiny_world(True, max_episode_steps=20), n_envs=4, device="cpu", seed=0
+        build_tiny_world(True, max_episode_steps=20), num_envs=4, device="cpu", seed=0
     )
     _learns(A2C("MlpPolicy", discrete, seed=0, device="cpu"), 100, "policy")
     model = PPO("MlpPolicy", VecMonitor(discrete), n_steps=32, batch_size=64, seed=0, device="cpu")
@@ -195,7 +195,7 @@ def car_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_agent_writes_zip_and_sidecar(tmp_path: Path, car_world_dir: Path) -> None:
     out = tmp_path / "agents" / "ppo"
     config = SB3Config(
-        world=str(car_world_dir), out=str(out), steps=128, n_envs=4, seed=3, algo_kwargs=SMALL_PPO
+        world=str(car_world_dir), out=str(out), steps=128, num_envs=4, seed=3, algo_kwargs=SMALL_PPO
     )
     zip_path = train_agent(config)
     assert zip_path == out.with_suffix(".zip") and zip_path.is_file()
@@ -229,7 +229,7 @@ def test_train_agent_writes_zip_and_sidecar(tmp_path: Path, car_world_dir: Path)
 
 def test_load_checks_the_world_and_obs_mode(tmp_path: Path, car_world_dir: Path) -> None:
     world = World.load(car_world_dir)
-    env = DreamVecEnv(world, n_envs=2, obs_mode="z", device="cpu")
+    env = DreamVecEnv(world, num_envs=2, obs_mode="z", device="cpu")
     model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, device="cpu")
     path = save_agent(model, tmp_path / "agent", world, "z")
     assert path == agent_paths(tmp_path / "agent.zip")[0]
@@ -275,7 +275,12 @@ class InterruptAt(BaseCallback):
 def test_interrupted_training_resumes(tmp_path: Path, discrete_world_dir: Path) -> None:
     out = tmp_path / "a2c"
     config = SB3Config(
-        world=str(discrete_world_dir), out=str(out), algo="a2c", steps=120, n_envs=4, progress=False
+        world=str(discrete_world_dir),
+        out=str(out),
+        algo="a2c",
+        steps=120,
+        num_envs=4,
+        progress=False,
     )
     with pytest.raises(KeyboardInterrupt):
         train_agent(config, callback=InterruptAt(60))

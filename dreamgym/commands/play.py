@@ -6,6 +6,6 @@ from dreamgym.play import PlayConfig, play
 
 
 def run(config: PlayConfig) -> int:
-    """Run the session, printing its live messages; 0 when the person quits or it ends."""
+    """Run `play`, printing its live messages; 0 when the person quits or it ends."""
     play(config, echo=print)
     return 0

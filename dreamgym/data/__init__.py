@@ -52,7 +52,7 @@ from dreamgym.data.manifest import (
 )
 from dreamgym.data.rollout import FramePolicy, PolicyFactory
 from dreamgym.data.shards import SHARD_TEMPLATE, CorruptShardError
-from dreamgym.data.subset import SubsetResult, select_episodes
+from dreamgym.data.subset import SelectConfig, SubsetResult, select_episodes, select_from_config
 
 __all__ = [
     "COVERAGE_POLICY",
@@ -70,6 +70,7 @@ __all__ = [
     "ExplorationPolicy",
     "FramePolicy",
     "PolicyFactory",
+    "SelectConfig",
     "SubsetResult",
     "collect",
     "collect_from_config",
@@ -78,4 +79,5 @@ __all__ = [
     "load_manifest",
     "scan_dataset",
     "select_episodes",
+    "select_from_config",
 ]

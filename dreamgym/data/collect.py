@@ -41,12 +41,13 @@ from dreamgym.data.shards import (
 )
 from dreamgym.data.workers import WORKERS_LOCK_NAME, CollectJob, run_workers
 from dreamgym.envs.real import make_real_env, real_max_episode_steps
+from dreamgym.options import RealRunOptions
 from dreamgym.preprocessing import FramePreprocessing, preprocessing_for
-from dreamgym.runners import LOCAL, check_ray_address, run_on_ray
+from dreamgym.runners import check_ray_address, run_on_ray
 from dreamgym.spaces import action_space_to_dict
 from dreamgym.utils.files import TMP_SUFFIX, atomic_write_bytes, sha256_bytes, sha256_file
 from dreamgym.utils.locks import file_lock
-from dreamgym.utils.options import TRUST_AGENT_HELP, option
+from dreamgym.utils.options import TRUST_AGENT_HELP, deprecated_aliases, option
 from dreamgym.utils.validate import check_output_dir, check_real_run
 
 LOCK_NAME = ".collect.lock"
@@ -77,9 +78,11 @@ class CollectResult:
     """The dataset directory."""
 
 
-@dataclass
-class CollectConfig:
-    """Options of `dreamgym collect` (one `--kebab-case` flag per field); see `collect`."""
+@deprecated_aliases
+@dataclass(kw_only=True)
+class CollectConfig(RealRunOptions):
+    """Options of `dreamgym collect` (one `--kebab-case` flag per field): the real runs', and
+    these; see `collect`."""
 
     env: str = option(help="real Gymnasium env id, e.g. CarRacing-v3")
     episodes: int = option(
@@ -98,17 +101,7 @@ class CollectConfig:
             "help": "with --policy FILE: the world whose V and M it acts through (default: the one it records)"
         },
     )
-    max_steps: int | None = option(None, "truncate episodes after this many steps")
     seed: int = option(0, "episode i resets the env with seed + i")
-    ray: str | None = field(
-        default=None,
-        metadata={
-            "help": "run episodes as Ray tasks: --ray alone starts or joins a local Ray, --ray auto "
-            'or --ray HOST:PORT joins a cluster (pip install "dreamgym[ray]")',
-            "const": LOCAL,
-            "metavar": "ADDRESS",
-        },
-    )
     progress: bool = option(True, "show a progress bar")
     trust_agent: bool = option(False, TRUST_AGENT_HELP)
 

@@ -17,6 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dreamgym.data.manifest import load_manifest, write_manifest
+from dreamgym.utils.options import option
+
+
+@dataclass
+class SelectConfig:
+    """Options of `dreamgym select`: a dataset of another's episodes, picked by return."""
+
+    data: str = option(
+        help="a dataset written by `dreamgym collect` (e.g. a controller's rollouts)"
+    )
+    out: str = option(help="the new dataset's directory; must not exist (a subset never merges)")
+    min_return: float = option(-math.inf, help="keep episodes whose return is at least this")
+    max_return: float = option(math.inf, help="keep episodes whose return is below this")
 
 
 @dataclass(frozen=True)
@@ -72,3 +85,8 @@ def select_episodes(
         steps=sum(int(e["steps"]) for e in keep),
         mean_return=sum(float(e["return"]) for e in keep) / len(keep),
     )
+
+
+def select_from_config(config: SelectConfig) -> SubsetResult:
+    """`dreamgym select`: `select_episodes` with the command's options."""
+    return select_episodes(config.data, config.out, config.min_return, config.max_return)

@@ -198,16 +198,9 @@ class DreamVectorEnv(VectorEnv):
             self.world = World.load(world, device=self.device)
         self.num_envs = int(num_envs)
         self.obs_mode = settings.obs_mode
-        self.temperature = (
-            settings.temperature
-            if settings.temperature is not None
-            else check_temperature(self.world.temperature)
-        )
-        self.max_episode_steps = (
-            settings.max_episode_steps
-            if settings.max_episode_steps is not None
-            else self.world.max_episode_steps
-        )
+        resolved = settings.for_world(self.world)
+        self.temperature = resolved.temperature
+        self.max_episode_steps = resolved.max_episode_steps
         self.termination = settings.termination
         self.done_threshold = settings.done_threshold
         self.render_mode = render_mode

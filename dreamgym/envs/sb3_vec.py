@@ -28,7 +28,7 @@ class DreamVecEnv(VecEnv):
     """SB3's `VecEnv` over one batched dream core with same-step resets.
 
     ## Description
-    `n_envs` dreams of one world (see `DreamVectorEnv`), stepped as one torch batch. SB3 wants a
+    `num_envs` dreams of one world (see `DreamVectorEnv`), stepped as one torch batch. SB3 wants a
     finished env reset in the same step, its last observation in
     `infos[i]["terminal_observation"]`, and `infos[i]["TimeLimit.truncated"]` (truncated and not
     terminated) for bootstrapping; the core's SAME_STEP autoreset gives exactly that.
@@ -48,7 +48,7 @@ class DreamVecEnv(VecEnv):
     and `env_method` calls the core's method once and repeats the result per index.
 
     ## Arguments
-    `world`, `n_envs`, `obs_mode`, `temperature`, `device`, `max_episode_steps`, `render_mode`
+    `world`, `num_envs` (`n_envs`: its deprecated old name), `obs_mode`, `temperature`, `device`, `max_episode_steps`, `render_mode`
     ("rgb_array": `get_images`/`render` decode each env's z with V), `termination`,
     `done_threshold` as in `DreamVectorEnv` (or all of them as one `settings=DreamSettings`);
     `seed` seeds the first reset.
@@ -57,7 +57,7 @@ class DreamVecEnv(VecEnv):
     def __init__(
         self,
         world: World | str | os.PathLike,
-        n_envs: int = 16,
+        num_envs: int = 16,
         obs_mode: str = "zh",
         temperature: float | None = None,
         device: str | torch.device = "auto",
@@ -67,10 +67,16 @@ class DreamVecEnv(VecEnv):
         termination: str = "sample",
         done_threshold: float = 0.5,
         settings: DreamSettings | None = None,
+        n_envs: int | None = None,
     ) -> None:
+        if n_envs is not None:
+            warnings.warn(
+                "DreamVecEnv: n_envs is deprecated, use num_envs", DeprecationWarning, stacklevel=2
+            )
+            num_envs = n_envs
         self.core = DreamVectorEnv(
             world,
-            num_envs=n_envs,
+            num_envs=num_envs,
             obs_mode=obs_mode,
             temperature=temperature,
             device=device,

@@ -25,6 +25,8 @@ from dreamgym.utils.validate import (
 if TYPE_CHECKING:
     import torch
 
+    from dreamgym.world import World
+
 OBS_MODES = ("zh", "z", "pixels", "zch")
 """What the dream shows: [z, h] (the paper's controller input), z, V's decoded pixels, or
 [z, c, h] (M's cell state too: the input of the paper's Doom controller, its code's MODE_ZCH)."""
@@ -100,6 +102,22 @@ class DreamSettings:
                 f"(got settings and {', '.join(given)}); use dataclasses.replace(settings, ...)"
             )
         return settings
+
+    def for_world(self, world: World) -> DreamSettings:
+        """These settings with the world's defaults filled in: τ None → the world's τ, no cap →
+        the world's limit. The one place where "None means the world's" is resolved."""
+        return self.replace(
+            temperature=(
+                self.temperature
+                if self.temperature is not None
+                else check_temperature(world.temperature)
+            ),
+            max_episode_steps=(
+                self.max_episode_steps
+                if self.max_episode_steps is not None
+                else world.max_episode_steps
+            ),
+        )
 
     def replace(self, **changes: Any) -> DreamSettings:
         """A copy with `changes` applied (validated again)."""

@@ -37,10 +37,12 @@ from dreamgym.data import load_manifest
 from dreamgym.data.exploration import make_exploration_policy, recorded_policy_name
 from dreamgym.data.manifest import DatasetMismatchError
 from dreamgym.data.rollout import policy_seed
+from dreamgym.envs.settings import DreamSettings
 from dreamgym.evaluation.dream import dream_episodes
+from dreamgym.options import DreamOptions, check_float, check_int
 from dreamgym.policies import Policy
 from dreamgym.policies.fixed import is_fixed_spec
-from dreamgym.utils.options import option
+from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.world import CONFIG_FILE, World
 from dreamgym.world_config import write_config
 
@@ -48,9 +50,11 @@ WORLD_SUFFIX = " (world "
 """A manifest records a policy that acts through a world as "SPEC (world PATH)"."""
 
 
-@dataclass
-class CalibrateConfig:
-    """Options of `dreamgym calibrate`."""
+@deprecated_aliases
+@dataclass(kw_only=True)
+class CalibrateConfig(DreamOptions):
+    """Options of `dreamgym calibrate`: the dream's (each dream capped at its dataset's episode
+    limit, so no `--max-steps`), and these."""
 
     world: str = option(help="world to calibrate: a bundled name or a bundle directory")
     data: list[str] = field(
@@ -62,26 +66,27 @@ class CalibrateConfig:
     temperature: float | None = option(
         None, "τ to calibrate at; written as the world's default τ (default: the world's)"
     )
+    max_steps: int | None = option(None, cli=False)
     dreams: int = option(256, "dream episodes per dataset and evaluation")
     seed: int = option(0, "seed of the dreams (the same for every evaluation)")
     bound: float = option(8.0, "search the offset in [-bound, bound] (logits)")
     tolerance: float = option(0.01, "stop when |mean log(dream / real length)| is below this")
     iterations: int = option(30, "most evaluations of the bisection")
     dry_run: bool = option(False, "fit and report, but leave the world unchanged")
-    device: str = option("auto", "device of the dream: auto, cpu or cuda")
     json: bool = option(False, "print the JSON report instead of the table")
     progress: bool = option(True, "show a progress bar")
 
-    def check(self) -> None:
-        """Refuse bad options before anything runs."""
-        if int(self.dreams) < 1:
-            raise ValueError(f"--dreams must be ≥ 1, got {self.dreams}")
-        if not self.bound > 0 or not math.isfinite(self.bound):
-            raise ValueError(f"--bound must be a positive number, got {self.bound}")
-        if not self.tolerance > 0:
-            raise ValueError(f"--tolerance must be > 0, got {self.tolerance}")
-        if int(self.iterations) < 1:
-            raise ValueError(f"--iterations must be ≥ 1, got {self.iterations}")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_steps is not None:
+            raise ValueError(
+                "calibrate caps each dream at its dataset's episode limit; drop max_steps"
+            )
+        self.dreams = check_int("dreams", self.dreams, 1)
+        self.seed = check_int("seed", self.seed)
+        self.bound = check_float("bound", self.bound, 0.0, above=True)
+        self.tolerance = check_float("tolerance", self.tolerance, 0.0, above=True)
+        self.iterations = check_int("iterations", self.iterations, 1)
 
 
 @dataclass(frozen=True)
@@ -149,12 +154,12 @@ def dream_mean_lengths(
     world: World,
     targets: list[LengthTarget],
     offset: float,
-    temperature: float,
+    settings: DreamSettings,
     dreams: int,
     seed: int,
-    device: str,
 ) -> list[float]:
-    """Each target policy's mean dream length with the done-logit offset `offset`."""
+    """Each target policy's mean dream length with the done-logit offset `offset`, dreamed with
+    `settings` up to the target's own episode limit."""
     rnn_config = world.mdnrnn.config
     saved = rnn_config.done_logit_offset
     rnn_config.done_logit_offset = float(offset)
@@ -166,9 +171,7 @@ def dream_mean_lengths(
                     dream_policy(world, t.policy, dreams, seed),
                     dreams,
                     seed,
-                    temperature,
-                    t.max_steps,
-                    device,
+                    settings=settings.replace(max_episode_steps=t.max_steps),
                 ).lengths.mean()
             )
             for t in targets
@@ -238,10 +241,10 @@ def fit_offset(
         total=int(config.iterations), desc="calibrate", unit="eval", disable=not config.progress
     )
 
+    settings = config.dream_settings().replace(temperature=temperature)
+
     def objective(b: float) -> float:
-        dream = dream_mean_lengths(
-            world, targets, b, temperature, int(config.dreams), int(config.seed), config.device
-        )
+        dream = dream_mean_lengths(world, targets, b, settings, config.dreams, config.seed)
         value = mean_log_ratio(dream, targets)
         evaluations.append({"offset": b, "objective": value, "dream_means": dream})
         bar.update(1)
@@ -296,11 +299,11 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
     Returns the report: the offset, τ, and per dataset its policy, real mean length and dream
     mean length before (the head as trained) and after.
     """
-    config.check()
     world = World.load(config.world)
     if world.path is None:
         raise ValueError("calibrate needs a saved world bundle")
-    temperature = world.temperature if config.temperature is None else float(config.temperature)
+    dream = config.dream_record(world)
+    temperature = dream["temperature"]
     targets = length_targets(world, list(config.data))
     previous = world.mdnrnn.config.done_logit_offset
     offset, evaluations = fit_offset(world, targets, temperature, config)
@@ -309,6 +312,8 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
     report: dict[str, Any] = {
         "world": str(world.path),
         "temperature": temperature,
+        "termination": dream["termination"],
+        "done_threshold": dream["done_threshold"],
         "offset": offset,
         "previous_offset": previous,
         "dreams": int(config.dreams),

@@ -10,6 +10,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from dreamgym.envs.dream import DreamVectorEnv
+from dreamgym.envs.settings import DreamSettings
 from dreamgym.policies import Policy, load_policy
 from dreamgym.policies.agent_trust import Trust
 from dreamgym.utils.validate import check_int, check_seed
@@ -33,6 +34,8 @@ def evaluate_dream(
     device: str | torch.device = "auto",
     termination: str = "sample",
     done_threshold: float = 0.5,
+    *,
+    settings: DreamSettings | None = None,
     trust: Trust = False,
 ) -> np.ndarray:
     """Returns (float64, `episodes`) of the policy in the dream, all episodes in one batch.
@@ -41,6 +44,13 @@ def evaluate_dream(
     first termination or truncation). The same seed gives the same returns (on CPU).
     `termination` / `done_threshold`: how M's done head ends an episode (`DreamVectorEnv`).
     `trust`: for an SB3 agent spec, see `dreamgym.policies.load_policy`.
+    The dream is set either by these keywords or by `settings` (e.g.
+    `DreamOptions.dream_settings()`), whose `obs_mode` gives way to the policy's.
+
+    >>> from dreamgym.envs.settings import DreamSettings
+    >>> settings = DreamSettings(termination="threshold", done_threshold=0.9, device="cpu")
+    >>> evaluate_dream("doom_takecover", "constant:0", 2, seed=0, settings=settings).shape
+    (2,)
     """
     return dream_episodes(
         world,
@@ -52,7 +62,8 @@ def evaluate_dream(
         device,
         termination,
         done_threshold,
-        trust,
+        settings=settings,
+        trust=trust,
     ).returns
 
 
@@ -66,23 +77,28 @@ def dream_episodes(
     device: str | torch.device = "auto",
     termination: str = "sample",
     done_threshold: float = 0.5,
+    *,
+    settings: DreamSettings | None = None,
     trust: Trust = False,
 ) -> DreamEpisodes:
     """`evaluate_dream` with the episodes' lengths too (what `dreamgym calibrate` matches)."""
     check_int(episodes, "episodes", minimum=1)
     check_seed(seed, "seed", optional=False)
+    settings = DreamSettings.from_arguments(
+        settings,
+        temperature=temperature,
+        device=device,
+        max_episode_steps=max_steps,
+        termination=termination,
+        done_threshold=done_threshold,
+    )
     if isinstance(policy, str):
         policy = load_policy(policy, world, seed=seed, trust=trust)
     env = DreamVectorEnv(
         world,
         num_envs=int(episodes),
-        obs_mode=policy.obs_mode,
-        temperature=temperature,
-        device=device,
-        max_episode_steps=max_steps,
         autoreset_mode=AutoresetMode.DISABLED,
-        termination=termination,
-        done_threshold=done_threshold,
+        settings=settings.replace(obs_mode=policy.obs_mode),
     )
     if env.max_episode_steps is None:
         raise ValueError(

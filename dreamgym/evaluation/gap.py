@@ -16,34 +16,30 @@ from typing import Any
 
 import numpy as np
 
-from dreamgym.evaluation.jobs import RAY_FIELD, returns_in
+from dreamgym.evaluation.jobs import returns_in
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES, summarize
+from dreamgym.options import DreamAndRealOptions, threshold_note
 from dreamgym.policies import POLICY_SPECS_HELP, load_policy
 from dreamgym.utils.files import atomic_write_bytes, atomic_write_json
-from dreamgym.utils.options import TRUST_AGENT_HELP, option
+from dreamgym.utils.options import TRUST_AGENT_HELP, deprecated_aliases, option
 from dreamgym.utils.validate import check_output_dir
 from dreamgym.world import World
 
 GAP_FILES = ("gap.csv", "gap.json", "gap.png")
 
 
-@dataclass
-class GapConfig:
-    """Options of `dreamgym gap`."""
+@deprecated_aliases
+@dataclass(kw_only=True)
+class GapConfig(DreamAndRealOptions):
+    """Options of `dreamgym gap`: the dream's and the real runs', and these."""
 
-    world: str = option(help="world: a bundled name or a bundle directory")
     policy: str = field(metadata={"help": POLICY_SPECS_HELP})
     episodes: int = option(16, "episodes in the dream and in reality each")
-    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
-    out: str | None = option(None, "directory for gap.csv, gap.json and gap.png")
     seed: int = option(0, "seed of both evaluations and the bootstrap")
+    out: str | None = option(None, "directory for gap.csv, gap.json and gap.png")
     margin: float = option(
         0.2, "warn when dream mean − real mean exceeds this fraction of |real mean|"
     )
-    max_steps: int | None = option(None, "episode cap in both (default: the world's / env's limit)")
-    workers: int | None = option(None, "real-env worker processes (default: CPU count)")
-    ray: str | None = field(default=None, metadata=RAY_FIELD)
-    device: str = option("auto", "device of the dream: auto, cpu or cuda")
     resamples: int = option(BOOTSTRAP_RESAMPLES, "bootstrap resamples")
     progress: bool = option(True, "show a progress bar (real episodes)")
     trust_agent: bool = option(False, TRUST_AGENT_HELP)
@@ -62,16 +58,18 @@ def gap(config: GapConfig) -> dict[str, Any]:
     policy = load_policy(config.policy, world, seed=config.seed, trust=config.trust_agent)
     dream = returns_in("dream", world, policy, config, progress=config.progress)
     real = returns_in("real", world, config.policy, config, progress=config.progress)
+    record = config.dream_record(world)
     report = gap_report(
         world,
         config.policy,
         dream,
         real,
         seed=config.seed,
-        temperature=config.temperature if config.temperature is not None else world.temperature,
+        temperature=record["temperature"],
         margin=config.margin,
         resamples=config.resamples,
     )
+    report["dream_settings"] = record
     if config.out is not None:
         write_gap_files(report, Path(config.out))
     return report
@@ -128,7 +126,7 @@ def gap_report(
 def gap_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table."""
     d, r = report["dream"], report["real"]
-    tau = report.get("temperature")
+    tau = f"{report.get('temperature')}{threshold_note(report.get('dream_settings'))}"
     ratio = "n/a (real mean is 0)" if report["ratio"] is None else f"{report['ratio']:.3f}"
     diff = report["difference"]
     lines = [

@@ -10,26 +10,19 @@ import numpy as np
 from dreamgym.evaluation.dream import evaluate_dream
 from dreamgym.evaluation.real import evaluate_real
 from dreamgym.evaluation.stats import summarize
+from dreamgym.options import DreamAndRealOptions
 from dreamgym.policies import POLICY_SPECS_HELP, Policy, load_policy
-from dreamgym.runners import LOCAL
-from dreamgym.utils.options import TRUST_AGENT_HELP, option
+from dreamgym.utils.options import TRUST_AGENT_HELP, deprecated_aliases, option
 from dreamgym.world import World
 
 MODES = ("dream", "real")
-RAY_FIELD = {
-    "help": "run the real episodes as Ray tasks: --ray alone starts or joins a local Ray, "
-    '--ray auto or --ray HOST:PORT joins a cluster (pip install "dreamgym[ray]")',
-    "const": LOCAL,
-    "metavar": "ADDRESS",
-}
-"""The `--ray [ADDRESS]` option of the jobs that run real episodes (evaluate, gap, diagnose)."""
 
 
-@dataclass
-class EvaluateConfig:
-    """Options of `dreamgym evaluate`."""
+@deprecated_aliases
+@dataclass(kw_only=True)
+class EvaluateConfig(DreamAndRealOptions):
+    """Options of `dreamgym evaluate`: the dream's and the real runs', and these."""
 
-    world: str = option(help="world: a bundled name or a bundle directory")
     policy: str = field(metadata={"help": POLICY_SPECS_HELP})
     mode: str = option(
         "dream",
@@ -37,14 +30,7 @@ class EvaluateConfig:
         choices=MODES,
         choice_flags=True,
     )
-    episodes: int = option(16, "episodes to run")
-    seed: int = option(0, "seed (real: episode i uses seed + i)")
     json: bool = option(False, "print the result as JSON")
-    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
-    max_steps: int | None = option(None, "episode cap (default: the world's / the env's limit)")
-    workers: int | None = option(None, "real-env worker processes (default: CPU count)")
-    ray: str | None = field(default=None, metadata=RAY_FIELD)
-    device: str = option("auto", "device of the dream: auto, cpu or cuda")
     progress: bool = option(True, "show a progress bar (real episodes)")
     trust_agent: bool = option(False, TRUST_AGENT_HELP)
 
@@ -53,30 +39,33 @@ def returns_in(
     mode: str,
     world: World,
     policy: Policy | str,
-    config: Any,
+    options: DreamAndRealOptions,
+    *,
     progress: bool,
     episodes: int | None = None,
+    seed: int | None = None,
 ) -> np.ndarray:
     """Returns of `policy` (a spec, or a loaded policy in the dream) in the dream or in reality,
-    with `config`'s episodes (or `episodes`), seed, caps and devices (an `EvaluateConfig` or a
-    `GapConfig`)."""
-    n = config.episodes if episodes is None else episodes
-    common = {"episodes": n, "seed": config.seed, "max_steps": config.max_steps}
-    trust = getattr(config, "trust_agent", False)
+    with `options`' episodes and seed (or `episodes`, `seed`), cap, dream settings and real
+    workers."""
+    n = options.episodes if episodes is None else episodes
+    seed = options.seed if seed is None else seed
+    trust = getattr(options, "trust_agent", False)
     if mode == "dream":
         if isinstance(policy, str):
-            policy = load_policy(policy, world, seed=config.seed, trust=trust)
-        return evaluate_dream(
-            world, policy, temperature=config.temperature, device=config.device, **common
-        )
+            policy = load_policy(policy, world, seed=seed, trust=trust)
+        settings = options.dream_settings(obs_mode=policy.obs_mode)
+        return evaluate_dream(world, policy, n, seed, settings=settings)
     return evaluate_real(
         world,
         policy,
-        workers=config.workers,
+        episodes=n,
+        seed=seed,
+        max_steps=options.max_steps,
+        workers=options.workers,
         progress=progress,
-        ray_address=getattr(config, "ray", None),
+        ray_address=options.ray,
         trust=trust,
-        **common,
     )
 
 
@@ -96,5 +85,6 @@ def evaluate_from_config(config: EvaluateConfig) -> dict[str, Any]:
         "mode": config.mode,
         "episodes": config.episodes,
         "seed": config.seed,
+        **(config.dream_record(world) if config.mode == "dream" else {}),
         **summarize(returns, config.seed),
     }

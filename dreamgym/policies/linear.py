@@ -229,17 +229,27 @@ class LinearController:
         return self.head(torch.addmm(self.b, obs.to(self.W.dtype), self.W.t()))
 
     # --- files ---------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, world: World | None = None, **metadata: Any) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike,
+        world: World | None = None,
+        record_world_path: bool = True,
+        **metadata: Any,
+    ) -> Path:
         """Write `<dir>/controller.safetensors` + `.json` (or `x.safetensors` + `x.json`).
 
-        `world` records which world it was trained in (env id, name, checksums); extra keyword
-        arguments (fitness, generation, temperature, ...) go into the JSON sidecar. Atomic.
+        `world` records which world it was trained in (env id, name, path, checksums; no path
+        with `record_world_path=False`, for a controller shipped inside its world's folder);
+        extra keyword arguments (fitness, generation, temperature, ...) go into the JSON sidecar.
+        Atomic.
         """
         weights, meta_path = controller_paths(path, must_exist=False)
         atomic_save_safetensors({"W": self.W.float(), "b": self.b.float()}, weights)
         meta = {**self.metadata, **metadata}
         if world is not None:
             meta["world"] = world_fingerprint(world)
+            if not record_world_path:
+                meta["world"]["path"] = None
         meta.update(
             {
                 "format": CONTROLLER_FORMAT,
@@ -449,7 +459,9 @@ def bundle_controller(world: World, controller: LinearController | str | os.Path
         controller = LinearController.load(controller, world)
     controller.check_world(world)
     keep = {k: v for k, v in controller.metadata.items() if k not in _DERIVED_META}
-    controller.save(world.path, world=world, **keep)
+    # It lives in its world's folder, so it records no path: a shipped bundle names no folder of
+    # the machine it was made on.
+    controller.save(world.path, world=world, record_world_path=False, **keep)
     world.register_file(CONTROLLER_WEIGHTS)
     world.register_file(CONTROLLER_META)
     return world.path / CONTROLLER_WEIGHTS

@@ -35,7 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dreamgym.envs.dream import resolve_device
-from dreamgym.envs.settings import TERMINATION_MODES
+from dreamgym.options import DreamOptions
 from dreamgym.policies.linear import (
     ACTION_HEADS,
     CONTROLLER_OBS_MODES,
@@ -53,7 +53,7 @@ from dreamgym.training.cmaes_state import (
 )
 from dreamgym.training.population import EnsembleEvaluator
 from dreamgym.utils.files import atomic_write_json
-from dreamgym.utils.options import option
+from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.utils.threads import torch_threads
 from dreamgym.utils.validate import check_output_dir
 from dreamgym.world import MDNRNN_FILE, World
@@ -81,31 +81,22 @@ RealEvaluator = Callable[[str, str, int, int, "int | None"], np.ndarray]
 # CMA-ES
 
 
-@dataclass
-class ControllerConfig:
-    """Options of `dreamgym controller` (CMA-ES on a linear controller in the batched dream)."""
+@deprecated_aliases
+@dataclass(kw_only=True)
+class ControllerConfig(DreamOptions):
+    """Options of `dreamgym controller` (CMA-ES on a linear controller in the batched dream):
+    the dream's, and these."""
 
-    world: str = option(help="world: a bundled name or a bundle directory")
     out: str = option(help="run directory: controller, CMA state and history (resumes)")
     generations: int = option(100, "CMA-ES generations to reach (a re-run resumes)")
     popsize: int = option(64, "candidates per generation (paper: 64)")
     rollouts: int = option(16, "dream rollouts averaged per candidate (paper: 16)")
     sigma0: float = option(0.1, "initial CMA-ES step size around zero parameters")
-    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
-    max_steps: int | None = option(
-        None, "dream episode cap (default: the world's max_episode_steps)"
-    )
     obs_mode: str = option(
         "zh",
         "controller input: zh = [z, h] (paper), z, or zch = [z, c, h] (paper's Doom)",
         choices=CONTROLLER_OBS_MODES,
     )
-    termination: str = option(
-        "sample",
-        "dream episode end: sample done ~ Bernoulli(p), or threshold p > done-threshold",
-        choices=TERMINATION_MODES,
-    )
-    done_threshold: float = option(0.5, "done probability that ends an episode (threshold)")
     crn: bool = option(True, "common random numbers: a generation's candidates share their dreams")
     eval_mean_every: int = option(1, "every K generations re-score the CMA-ES mean (0: off)")
     mean_rollouts: int = option(
@@ -130,7 +121,6 @@ class ControllerConfig:
             "beside each member's dream (default: none)"
         },
     )
-    device: str = option("auto", "auto, cpu or cuda")
     seed: int = option(0, "seed of CMA-ES sampling and of the dream rollouts")
     eval_real_every: int = option(
         0, "every K generations run the best controller in the real env (0: off)"
@@ -218,6 +208,7 @@ def _evaluators(
         "device": device,
         "termination": config.termination,
         "done_threshold": config.done_threshold,
+        "precision": config.precision,
         "action_head": config.action_head,
     }
     evaluator = EnsembleEvaluator(

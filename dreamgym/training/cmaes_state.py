@@ -80,6 +80,8 @@ def run_fingerprint(
         "done_logit_offset": float(done_logit_offset),
         # Other worlds whose dreams score the candidates (`--ensemble`): their M and calibration.
         "ensemble": list(ensemble or []),
+        # The dream's arithmetic, recorded when chosen (runs from before it resume unchanged).
+        **({"precision": config.precision} if config.precision != "auto" else {}),
     }
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from dreamgym.models.mdnrnn import MIXTURE_KINDS, NLL_REDUCTIONS
-from dreamgym.utils.options import option
+from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.utils.validate import check_output_dir
 
 WEIGHTS_DTYPES = ("auto", "float16", "float32")
@@ -24,7 +24,7 @@ RNN_SEQUENCES = ("episodes", "windows")
 NEW_RUN_DEFAULTS: dict[str, Any] = {
     "mixture": "per_dim",
     "rnn_sequences": "episodes",
-    # Ours, not the paper's mean: on TakeCover (docs/ablation-takecover.md, rows 3 vs 3b) the
+    # Ours, not the paper's mean: on TakeCover (docs/experiments/doom_takecover.md, rows 3 vs 3b) the
     # per-dim mean let free-running dreams run 3-8x longer than reality; summed, 1.25-2.4x.
     "nll_reduction": "sum",
     "done_weight": 10.0,
@@ -46,7 +46,7 @@ SEQ_LEN_DEFAULTS = {"episodes": 100, "windows": 100}
 """Default --seq-len per --rnn-sequences. Episodes: 100-step chunks with the state carried, not the
 paper's 1,000: 32 rows of whole episodes cut into 1,000-step chunks give M ~9 Adam steps per epoch
 on 1,000 TakeCover episodes; 100-step chunks give ~90 for the same compute, and after 20 epochs the
-held-out NLL/dim was 0.941 against 1.003 (z = 64, H = 256; docs/ablation-takecover.md)."""
+held-out NLL/dim was 0.941 against 1.003 (z = 64, H = 256; docs/experiments/doom_takecover.md)."""
 
 # Stage ids that seed each epoch's RNGs together with the config seed and the epoch number.
 SEED_SPLIT, SEED_VAE, SEED_RNN, SEED_EVAL, SEED_REPORT = 1, 2, 3, 4, 5
@@ -55,6 +55,7 @@ SEED_SPLIT, SEED_VAE, SEED_RNN, SEED_EVAL, SEED_REPORT = 1, 2, 3, 4, 5
 VAE_PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+@deprecated_aliases
 @dataclass
 class TrainConfig:
     """Options of `dreamgym train` (one `--kebab-case` flag per field)."""
@@ -123,7 +124,7 @@ class TrainConfig:
     nll_reduction: str | None = option(
         None,
         "M's NLL of z_{t+1} summed (sum) or averaged (mean, the paper's code) over z's "
-        "dims; default sum (measured: docs/ablation-takecover.md), or what the run in OUT used",
+        "dims; default sum (measured: docs/experiments/doom_takecover.md), or what the run in OUT used",
         choices=NLL_REDUCTIONS,
     )
     mask_terminal_z: bool | None = field(
@@ -168,7 +169,11 @@ class TrainConfig:
     )
     val_fraction: float = option(0.1, "fraction of episodes held out for the metrics")
     temperature: float = option(1.0, "the world's default sampling temperature τ")
-    max_episode_steps: int | None = option(None, "dream truncation (default: the real env's limit)")
+    max_steps: int | None = option(
+        None,
+        "the world's episode cap, written into the bundle (default: the real env's limit)",
+        aliases=("max_episode_steps",),
+    )
     device: str = option("auto", "auto, cpu or cuda")
     seed: int = option(0, "seed of the split, the initial weights and every batch")
     threads: int | None = option(
@@ -215,11 +220,19 @@ OUT_SETTINGS_FIELDS = (
     "vae_epochs",
     "rnn_epochs",
     "temperature",
-    "max_episode_steps",
+    "max_steps",
     "weights_dtype",
     "name",
 )
 """Options that only shape the bundle: a finished run with the same ones is up to date."""
+OUT_SETTINGS_KEYS = {"max_steps": "max_episode_steps"}
+"""Bundle options recorded under their old names (so finished runs stay up to date)."""
+
+
+def bundle_settings(config: TrainConfig) -> dict[str, Any]:
+    """The options that only shape the bundle (recorded with it in progress.json)."""
+    return {OUT_SETTINGS_KEYS.get(k, k): getattr(config, k) for k in OUT_SETTINGS_FIELDS}
+
 
 LOSS_OPTION_FIELDS = ("reward_overpay", "reward_sum_weight", "sampled_inputs")
 """Options of M's loss added after the fingerprint was fixed: recorded only when set."""

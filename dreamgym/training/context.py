@@ -11,7 +11,6 @@ import platform
 import shlex
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,7 +63,9 @@ class TrainingRun:
         """Where the world came from: command, data (per dataset), split, stage times, machine."""
         config, data, dirs, progress = self.config, self.data, self.dirs, self.progress
         train_eps, val_eps = self.train_eps, self.val_eps
-        resolved = [str(Path(d).resolve()) for d in dirs]
+        # As the user named them (relative stays relative): a shipped world names no folder of
+        # the machine it was trained on.
+        given = [str(d) for d in dirs]
         policies = [m.get("policy") for m in self.manifests]
         seeds = [m.get("seed") for m in self.manifests]
         st, rs = progress["vae"], progress["rnn"]
@@ -72,7 +73,7 @@ class TrainingRun:
             "kind": "trained",
             "command": command_line(config),
             "argv": shlex.join(sys.argv) if sys.argv and sys.argv[0] else None,
-            "data": resolved[0] if len(resolved) == 1 else resolved,
+            "data": given[0] if len(given) == 1 else given,
             "data_policy": policies[0] if len(policies) == 1 else policies,
             "data_seed": seeds[0] if len(seeds) == 1 else seeds,
             "data_episodes": [sum(e.get("data_dir") == d for e in data.entries) for d in dirs],

@@ -53,10 +53,10 @@ from dreamgym.preprocessing import FramePreprocessing
 from dreamgym.spaces import action_input_dim, action_space_from_dict
 from dreamgym.training.card import model_card
 from dreamgym.training.config import (
-    OUT_SETTINGS_FIELDS,
     EpochCallback,
     TrainConfig,
     TrainingStateError,
+    bundle_settings,
     check_config,
     loss_options,
     resolve_run_options,
@@ -186,11 +186,6 @@ def _train_stages(run: TrainingRun, vae_from: ConvVAE | None) -> World:
 
 # ------------------------------------------------------------------------------------------------
 # Before training: OUT, threads, the real env's step limit
-
-
-def bundle_settings(config: TrainConfig) -> dict[str, Any]:
-    """The options that only shape the bundle (recorded with it in progress.json)."""
-    return {k: getattr(config, k) for k in OUT_SETTINGS_FIELDS}
 
 
 def _finished_world(
@@ -464,8 +459,8 @@ def _write_bundle(
             vae_config=run.vae_config,
             rnn_config=rnn.config,
             max_episode_steps=(
-                config.max_episode_steps
-                if config.max_episode_steps is not None
+                config.max_steps
+                if config.max_steps is not None
                 else _real_step_limit(manifest["env_id"], manifest)
             ),
             temperature=config.temperature,

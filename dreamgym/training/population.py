@@ -20,7 +20,7 @@ in the dreams of other M's trained on the same V. The controller reads [z, h] of
 dream's z and the actions, exactly as the transfer wrapper tracks h on real frames: each member
 is an "other reality" for the controller. A controller that farms one M's private errors scores
 badly in the others' dreams, which is what model ensembles are for (Kurutach et al. 2018,
-ME-TRPO; Chua et al. 2018, PETS). Measured on the bundled worlds (their model cards, session 9):
+ME-TRPO; Chua et al. 2018, PETS). Measured on the bundled worlds (their model cards, 2026-12-02):
 other M's rank existing TakeCover controllers as reality does, but a search in a two- or
 three-M ensemble still found their shared errors.
 """
@@ -34,6 +34,8 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from dreamgym.envs.dream import DreamVectorEnv
+from dreamgym.envs.settings import DreamSettings
+from dreamgym.options import precision_setting
 from dreamgym.policies.linear import DEFAULT_ACTION_HEAD, PopulationController, controller_obs_dim
 from dreamgym.world import World
 
@@ -69,6 +71,7 @@ class PopulationEvaluator:
         crn: bool = True,
         action_head: str = DEFAULT_ACTION_HEAD,
         dream_world: World | None = None,
+        precision: str = "auto",
     ) -> None:
         self.obs_dim = controller_obs_dim(world, obs_mode)
         self.obs_mode = obs_mode
@@ -83,17 +86,21 @@ class PopulationEvaluator:
             )
         self.popsize, self.rollouts, self.max_steps = int(popsize), int(rollouts), int(max_steps)
         self.crn, self.action_head = bool(crn), action_head
-        self.env = DreamVectorEnv(
-            dream_world if foreign else world,
-            num_envs=self.popsize * self.rollouts,
+        settings = DreamSettings(
             obs_mode="z" if foreign else obs_mode,
             temperature=temperature,
             device=device,
             max_episode_steps=self.max_steps,
-            autoreset_mode=AutoresetMode.DISABLED,
             termination=termination,
             done_threshold=done_threshold,
+            **precision_setting(precision),
+        )
+        self.env = DreamVectorEnv(
+            dream_world if foreign else world,
+            num_envs=self.popsize * self.rollouts,
+            autoreset_mode=AutoresetMode.DISABLED,
             noise_groups=self.rollouts if self.crn else None,
+            settings=settings,
         )
         self.action_space = self.env.single_action_space
         self.device = self.env.device

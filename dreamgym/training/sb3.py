@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 
 from dreamgym.envs.dream import OBS_MODES, resolve_device
 from dreamgym.envs.sb3_vec import DreamVecEnv
+from dreamgym.options import DreamOptions, check_choice, check_int
 from dreamgym.policies.agent_trust import UntrustedAgentError, check_agent_trust
 from dreamgym.policies.sb3_agent import ALGOS, agent_paths, save_agent, world_sha256
-from dreamgym.utils.options import option
+from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.world import World
 
 PPO_ROLLOUT_STEPS = 2048
@@ -37,19 +38,17 @@ PPO_ROLLOUT_STEPS = 2048
 PPO_BATCH_SIZE = 256
 
 
-@dataclass
-class SB3Config:
-    """Options of `dreamgym sb3`."""
+@deprecated_aliases
+@dataclass(kw_only=True)
+class SB3Config(DreamOptions):
+    """Options of `dreamgym sb3`: the dream's, and these."""
 
     world: str = option(help="world bundle directory or bundled name (carracing, doom_takecover)")
     out: str = option(help="agent path: writes OUT.zip (SB3) and OUT.json (sidecar)")
     algo: str = option("ppo", "SB3 algorithm", choices=sorted(ALGOS))
     steps: int = option(100_000, "dream env steps to train for (all envs together)")
-    n_envs: int = option(16, "dreams stepped together in one batch")
+    num_envs: int = option(16, "dreams stepped together in one batch", aliases=("n_envs",))
     obs_mode: str = option("zh", "what the agent sees", choices=list(OBS_MODES))
-    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
-    max_episode_steps: int | None = option(None, "dream episode limit (default: the world's)")
-    device: str = option("auto", "device of the dream: auto, cpu or cuda")
     agent_device: str = field(
         default="auto",
         metadata={
@@ -141,17 +140,29 @@ class CheckpointCallback(BaseCallback):
 
 
 def _run_identity(config: SB3Config, world: World, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """What must agree for a checkpoint to be resumed."""
+    """What must agree for a checkpoint to be resumed (keys as checkpoints have always had them;
+    the dream's newer options only when they differ from their defaults)."""
     return {
         "world_sha256": world_sha256(world),
         "algo": config.algo,
         "obs_mode": config.obs_mode,
-        "n_envs": config.n_envs,
+        "n_envs": config.num_envs,
         "temperature": config.temperature,
-        "max_episode_steps": config.max_episode_steps,
+        "max_episode_steps": config.max_steps,
         "seed": config.seed,
         "algo_kwargs": kwargs,
+        **_dream_extras(config),
     }
+
+
+def _dream_extras(config: SB3Config) -> dict[str, Any]:
+    """Termination and precision when not the defaults (agents from before them match)."""
+    extras: dict[str, Any] = {}
+    if config.termination != "sample":
+        extras.update(termination=config.termination, done_threshold=config.done_threshold)
+    if config.precision != "auto":
+        extras["precision"] = config.precision
+    return extras
 
 
 def _quiet(message: str) -> None:
@@ -178,7 +189,7 @@ def train_agent(
     _prepare_out(zip_path, partial, config.force)
     world = _load_world(config, algo)
     kwargs = {
-        **default_algo_kwargs(algo, config.n_envs, config.steps),
+        **default_algo_kwargs(algo, config.num_envs, config.steps),
         **_parse_algo_kwargs(config.algo_kwargs),
     }
     venv = _dream_venv(config, world)
@@ -238,12 +249,9 @@ def _check_config(config: SB3Config) -> str:
     algo = config.algo.lower()
     if algo not in ALGOS:
         raise ValueError(f"--algo must be one of {sorted(ALGOS)}, got {config.algo!r}")
-    if config.obs_mode not in OBS_MODES:
-        raise ValueError(f"--obs-mode must be one of {OBS_MODES}, got {config.obs_mode!r}")
-    if config.steps < 1 or config.n_envs < 1:
-        raise ValueError(
-            f"--steps and --n-envs must be ≥ 1, got {config.steps} and {config.n_envs}"
-        )
+    check_choice("obs_mode", config.obs_mode, OBS_MODES)
+    check_int("steps", config.steps, 1)
+    check_int("num_envs", config.num_envs, 1)
     return algo
 
 
@@ -271,12 +279,9 @@ def _dream_venv(config: SB3Config, world: World) -> VecMonitor:
     return VecMonitor(
         DreamVecEnv(
             world,
-            n_envs=config.n_envs,
-            obs_mode=config.obs_mode,
-            temperature=config.temperature,
-            device=world.device,
-            max_episode_steps=config.max_episode_steps,
+            num_envs=config.num_envs,
             seed=config.seed,
+            settings=config.dream_settings(obs_mode=config.obs_mode).replace(device=world.device),
         )
     )
 
@@ -286,11 +291,12 @@ def _sidecar_extra(config: SB3Config, venv: VecMonitor, kwargs: dict[str, Any]) 
     return {
         "steps": config.steps,
         "seed": config.seed,
-        "n_envs": config.n_envs,
+        "n_envs": config.num_envs,
         "temperature": venv.unwrapped.temperature,  # type: ignore[attr-defined]
         "max_episode_steps": venv.unwrapped.core.max_episode_steps,  # type: ignore[attr-defined]
         "policy": config.policy,
         "algo_kwargs": kwargs,
+        **_dream_extras(config),
     }
 
 

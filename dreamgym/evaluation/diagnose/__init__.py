@@ -11,6 +11,10 @@ Two checks (docs: "Fidelity: how we judge a world"):
    ones) from h = 0; its predicted return and termination count per episode against the real
    ones, and the per-step done AUC.
 
+Comparing many trial worlds of one env, or one world at several τ or termination rules, needs
+the dream side alone: `--dream-only --real-from REPORT --no-teacher` dreams the suite and judges
+it against an earlier report's real returns, playing no real episode.
+
 `diagnose(config)` returns the report (also OUT/diagnose.json) and prints nothing; the command
 (`dreamgym.commands.diagnose`) prints the table. Figures: see `figures`.
 """
@@ -83,7 +87,8 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
         load_policy(spec, world, seed=config.seed, trust=config.trust_agent)
     out = Path(config.out) if config.out is not None else Path(DEFAULT_OUT) / world.name
     check_output_dir(out, inputs=[config.world])
-    temperature = config.temperature if config.temperature is not None else world.temperature
+    dream = config.dream_record(world)
+    temperature = dream["temperature"]
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     known_real = {}
@@ -96,7 +101,11 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
             config.max_steps,
         )
     reused = [spec for _, spec in policies if spec in known_real]
-    rows = run_suite(world, policies, config, config.progress, known_real) if policies else []
+    rows = (
+        run_suite(world, policies, config, config.progress, known_real, config.dream_only)
+        if policies
+        else []
+    )
     seconds["suite"] = time.perf_counter() - t0
     teacher, episodes, forced = None, [], []
     if config.teacher:
@@ -117,13 +126,16 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
         "episodes": int(config.episodes),
         "dream_episodes": int(config.dream_episodes),
         "seed": int(config.seed),
+        "dream_seed": int(config.seed if config.dream_seed is None else config.dream_seed),
         "temperature": temperature,
         "max_steps": config.max_steps,
+        "dream_settings": dream,
+        "dream_only": bool(config.dream_only),
         "tolerance": {"relative": config.rel_tol, "absolute": config.abs_tol},
         "suite": rows,
         "real_reused": {"from": config.real_from, "specs": reused} if reused else None,
-        "suite_ok": all(r["ok"] for r in rows),
-        "flagged": [r["policy"] for r in rows if not r["ok"]],
+        "suite_ok": all(r["ok"] is not False for r in rows),
+        "flagged": [r["policy"] for r in rows if r["ok"] is False],
         "teacher": teacher,
         "out": str(out),
         "files": files,
@@ -132,6 +144,13 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / REPORT_FILE, report)
     return report
+
+
+def _seeds(report: dict[str, Any]) -> str:
+    """How the two sides were seeded, for the table's heading."""
+    sides = "no real episode played" if report.get("dream_only") else "same seeds in both"
+    dream_seed = report.get("dream_seed", report["seed"])
+    return sides if dream_seed == report["seed"] else f"{sides}, dreams from seed {dream_seed}"
 
 
 def _flag(check: dict[str, Any]) -> str:
@@ -145,10 +164,10 @@ def diagnose_table(report: dict[str, Any]) -> str:
     if report["suite"]:
         lines += [
             f"Fixed policies, {report['episodes']} real episodes and "
-            f"{report.get('dream_episodes', report['episodes'])} dreams each, same seeds in both "
+            f"{report.get('dream_episodes', report['episodes'])} dreams each, {_seeds(report)} "
             f"(flag: |dream − real| > max({tol['relative']:.0%} of |real|, {tol['absolute']:g}))",
             "",
-            suite_table(report["suite"], report["temperature"]),
+            suite_table(report["suite"], report["temperature"], report.get("dream_settings")),
             "",
         ]
         reused = report.get("real_reused")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dreamgym.evaluation.jobs import RAY_FIELD
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES
+from dreamgym.options import DreamAndRealOptions, check_float, check_int
 from dreamgym.policies import POLICY_SPECS_HELP
 from dreamgym.policies.fixed import DEFAULT_ALTERNATE_EVERY
-from dreamgym.utils.options import TRUST_AGENT_HELP, option
+from dreamgym.utils.options import TRUST_AGENT_HELP, deprecated_aliases, option
 
 DREAM_EPISODES = 256
 """Dream episodes per suite policy: one batched `DreamVectorEnv`, seconds even for 256."""
@@ -20,11 +20,11 @@ ABSOLUTE_TOLERANCE = 30.0
 """... and so is one within ±30 of it (what counts near a real mean of zero)."""
 
 
-@dataclass
-class DiagnoseConfig:
+@deprecated_aliases
+@dataclass(kw_only=True)
+class DiagnoseConfig(DreamAndRealOptions):
     """Options of `dreamgym diagnose`; see `dreamgym.evaluation.diagnose.diagnose`."""
 
-    world: str = option(help="world: a bundled name or a bundle directory")
     policy: list[str] | None = field(
         default=None,
         metadata={"help": f"more policies for the suite (one or more): {POLICY_SPECS_HELP}"},
@@ -36,10 +36,9 @@ class DiagnoseConfig:
         "not the noisy side of the comparison)",
     )
     seed: int = option(0, "seed of everything (real episode i uses seed + i)")
-    workers: int | None = option(None, "real-env worker processes (default: CPU count)")
-    ray: str | None = field(default=None, metadata=RAY_FIELD)
-    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
-    max_steps: int | None = option(None, "episode cap in both (default: the world's / env's limit)")
+    dream_seed: int | None = option(
+        None, "seed of the suite's dreams (default: --seed, the real episodes' own)"
+    )
     device: str = option("auto", "device of the dream and of V/M: auto, cpu or cuda")
     rel_tol: float = field(
         default=RELATIVE_TOLERANCE,
@@ -69,6 +68,12 @@ class DiagnoseConfig:
         "report (its directory or diagnose.json; same env, --seed, --episodes and "
         "--max-steps): they do not depend on the world, so comparing worlds plays them once",
     )
+    dream_only: bool = option(
+        False,
+        "play no real episode: the suite's real side comes from --real-from where it has it "
+        "(a policy without one gets its dream returns alone); teacher forcing needs --data "
+        "or --no-teacher (comparing trial worlds, τ or termination rules in seconds)",
+    )
     out: str | None = option(
         None, "directory for diagnose.json and the figures (default: diagnose/WORLD)"
     )
@@ -80,19 +85,24 @@ class DiagnoseConfig:
     progress: bool = option(True, "show progress bars (real episodes)")
     trust_agent: bool = option(False, TRUST_AGENT_HELP)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.dream_episodes = check_int("dream_episodes", self.dream_episodes, 1)
+        self.dream_seed = check_int("dream_seed", self.dream_seed, optional=True)
+        self.teacher_episodes = check_int(
+            "teacher_episodes", self.teacher_episodes, 1, optional=True
+        )
+        self.rel_tol = check_float("rel_tol", self.rel_tol, 0.0)
+        self.abs_tol = check_float("abs_tol", self.abs_tol, 0.0)
+        self.alternate_every = check_int("alternate_every", self.alternate_every, 1)
+        self.resamples = check_int("resamples", self.resamples, 1)
+
     def check(self) -> None:
-        """Refuse bad options before anything runs."""
-        if int(self.episodes) < 1:
-            raise ValueError(f"--episodes must be ≥ 1, got {self.episodes}")
-        if int(self.dream_episodes) < 1:
-            raise ValueError(f"--dream-episodes must be ≥ 1, got {self.dream_episodes}")
-        if self.teacher_episodes is not None and int(self.teacher_episodes) < 1:
-            raise ValueError(f"--teacher-episodes must be ≥ 1, got {self.teacher_episodes}")
-        if self.rel_tol < 0 or self.abs_tol < 0:
-            raise ValueError(
-                f"--rel-tol and --abs-tol must be ≥ 0, got {self.rel_tol} and {self.abs_tol}"
-            )
-        if self.max_steps is not None and int(self.max_steps) < 1:
-            raise ValueError(f"--max-steps must be ≥ 1, got {self.max_steps}")
+        """Refuse option combinations that cannot run, before anything does."""
         if not (self.suite or self.teacher):
             raise ValueError("--no-suite and --no-teacher leave nothing to diagnose; drop one")
+        if self.dream_only and self.teacher and not self.data:
+            raise ValueError(
+                "--dream-only plays no real episode, but teacher forcing on fresh ones would: "
+                "pass --no-teacher, or --data DATASET to teacher-force on recorded episodes"
+            )

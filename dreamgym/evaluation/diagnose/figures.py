@@ -40,18 +40,20 @@ def _png(fig: Any) -> bytes:
 
 
 def suite_png(rows: list[dict[str, Any]], title: str) -> bytes:
-    """Grouped bars (dream, real) per policy with bootstrap 95% CIs; flagged labels in red."""
+    """Grouped bars (dream, real) per policy with bootstrap 95% CIs; flagged labels in red (a
+    policy without a real side, `--dream-only`, has its dream bar alone)."""
     fig = _figure(max(6.0, 1.1 * len(rows) + 2), 4.5)
     ax = fig.add_subplot()
     x = np.arange(len(rows))
     for offset, side, color in ((-0.2, "dream", "tab:purple"), (0.2, "real", "tab:green")):
-        means = np.array([r[side]["mean"] for r in rows])
-        ci = np.array([r[side]["ci95"] for r in rows]).reshape(-1, 2)
+        known = [r[side] or {"mean": np.nan, "ci95": [np.nan, np.nan]} for r in rows]
+        means = np.array([k["mean"] for k in known], dtype=np.float64)
+        ci = np.array([k["ci95"] for k in known], dtype=np.float64).reshape(-1, 2)
         err = np.abs(ci.T - means)
         ax.bar(x + offset, means, 0.4, yerr=err, capsize=3, color=color, label=side)
     ax.set_xticks(x, [r["policy"] for r in rows], rotation=30, ha="right", fontsize=8)
     for tick, r in zip(ax.get_xticklabels(), rows, strict=True):
-        if not r["ok"]:
+        if r["ok"] is False:
             tick.set_color("tab:red")
     ax.axhline(0.0, color="black", linewidth=0.5)
     ax.set_ylabel("mean episode return")

@@ -64,5 +64,5 @@ def load_real_returns(
     return {
         row["spec"]: np.asarray(row["real"]["returns"], dtype=np.float64)
         for row in rows
-        if world_independent(row["spec"])
+        if world_independent(row["spec"]) and row.get("real") is not None  # not --dream-only's
     }

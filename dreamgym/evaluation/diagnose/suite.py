@@ -8,14 +8,18 @@ hugging the wall kills you, ...).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
 from dreamgym.evaluation.jobs import returns_in
 from dreamgym.evaluation.stats import summarize
+from dreamgym.options import threshold_note
 from dreamgym.world import World
+
+if TYPE_CHECKING:
+    from dreamgym.evaluation.diagnose.config import DiagnoseConfig
 
 ACTION_NAMES: dict[str, tuple[str, ...]] = {"VizdoomTakeCover-v1": ("noop", "left", "right")}
 """Names of Discrete actions per env id, for the suite's labels."""
@@ -98,14 +102,19 @@ def suite_row(
     label: str,
     spec: str,
     dream: np.ndarray,
-    real: np.ndarray,
+    real: np.ndarray | None,
     seed: int,
     rel_tol: float,
     abs_tol: float,
     resamples: int,
 ) -> dict[str, Any]:
-    """One row of the suite's table: both summaries (mean, std, 95% CI, returns) and the check."""
-    d, r = summarize(dream, seed, resamples), summarize(real, seed + 1, resamples)
+    """One row of the suite's table: both summaries (mean, std, 95% CI, returns) and the check;
+    without `real` (`--dream-only`, nothing known) the dream's alone, unjudged (`ok` None)."""
+    d = summarize(dream, seed, resamples)
+    if real is None:
+        unjudged = {"ratio": None, "difference": None, "ok": None, "flag": "no real"}
+        return {"policy": label, "spec": spec, "dream": d, "real": None, **unjudged}
+    r = summarize(real, seed + 1, resamples)
     return {
         "policy": label,
         "spec": spec,
@@ -118,19 +127,29 @@ def suite_row(
 def run_suite(
     world: World,
     policies: list[tuple[str, str]],
-    config: Any,
+    config: DiagnoseConfig,
     progress: bool,
     known_real: dict[str, np.ndarray] | None = None,
+    dream_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Every (label, spec) in the dream (one batch) and in reality (worker processes); the real
-    returns of a spec in `known_real` (an earlier report's, `reuse`) are taken from there."""
+    returns of a spec in `known_real` (an earlier report's, `reuse`) are taken from there, and
+    with `dream_only` no other is played."""
     rows, known = [], known_real or {}
     for label, spec in policies:
         dream = returns_in(
-            "dream", world, spec, config, progress=progress, episodes=config.dream_episodes
+            "dream",
+            world,
+            spec,
+            config,
+            progress=progress,
+            episodes=config.dream_episodes,
+            seed=config.dream_seed,
         )
         if spec in known:
             real = known[spec]
+        elif dream_only:
+            real = None
         else:
             real = returns_in("real", world, spec, config, progress=progress)
         rows.append(
@@ -148,11 +167,17 @@ def run_suite(
     return rows
 
 
-def suite_table(rows: list[dict[str, Any]], temperature: float | None = None) -> str:
+def suite_table(
+    rows: list[dict[str, Any]],
+    temperature: float | None = None,
+    dream_settings: dict[str, Any] | None = None,
+) -> str:
     """The suite as a Markdown table."""
-    tau = "" if temperature is None else f" (τ={temperature:g})"
+    tau = "" if temperature is None else f" (τ={temperature:g}{threshold_note(dream_settings)})"
 
-    def side(s: dict[str, Any]) -> str:
+    def side(s: dict[str, Any] | None) -> str:
+        if s is None:
+            return "—"
         lo, hi = s["ci95"]
         return f"{s['mean']:.1f} ± {s['std']:.1f} [{lo:.1f}, {hi:.1f}]"
 
@@ -164,6 +189,8 @@ def suite_table(rows: list[dict[str, Any]], temperature: float | None = None) ->
     for r in rows:
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"
         flag = "ok" if r["ok"] else f"**{r['flag'].upper()}**"
+        if r["ok"] is None:
+            ratio, flag = "—", "no real"
         lines.append(
             f"| {r['policy']} | `{r['spec']}` | {side(r['dream'])} | {side(r['real'])} | "
             f"{ratio} | {flag} |"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from dreamgym.evaluation.stats import summarize
 from dreamgym.preprocessing import FramePreprocessing
 from dreamgym.spaces import encode_actions_np
 from dreamgym.world import World
+
+if TYPE_CHECKING:
+    from dreamgym.evaluation.diagnose.config import DiagnoseConfig
 
 TEACHER_SEED_OFFSET = 1_000_000
 """Fresh teacher-forcing episodes reset the env with seeds TEACHER_SEED_OFFSET + seed + i."""
@@ -155,7 +158,7 @@ def teacher_report(
 
 
 def run_teacher(
-    world: World, config: Any, progress: bool
+    world: World, config: DiagnoseConfig, progress: bool
 ) -> tuple[dict[str, Any], list[RealEpisode], list[ForcedEpisode]]:
     """Teacher-force M along real episodes: the report, the episodes, M's predictions."""
     n = int(config.teacher_episodes or config.episodes)
@@ -173,7 +176,7 @@ def run_teacher(
 
 
 def fresh_episodes(
-    world: World, n: int, config: Any, progress: bool
+    world: World, n: int, config: DiagnoseConfig, progress: bool
 ) -> tuple[list[RealEpisode], dict[str, Any]]:
     """`n` new real episodes of the exploration policy, collected (in workers) to a temp dir."""
     seed = TEACHER_SEED_OFFSET + int(config.seed)
@@ -187,7 +190,7 @@ def fresh_episodes(
             max_steps=config.max_steps,
             seed=seed,
             progress=progress,
-            ray_address=getattr(config, "ray", None),
+            ray_address=config.ray,
         )
         manifest = load_manifest(tmp)
         _check_dataset(world, manifest, "the fresh episodes")

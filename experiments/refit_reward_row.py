@@ -1,6 +1,6 @@
 """Refit M's reward head by least squares with its LSTM frozen; write the result as a new world.
 
-usage: python scripts/refit_reward_row.py WORLD OUT [--extra DATA ...] [--extra-holdout K]
+usage: python experiments/refit_reward_row.py WORLD OUT [--extra DATA ...] [--extra-holdout K]
            [--terminal include|exclude]
            [--sum-weight W] [--window N] [--ridge L] [--latents OUT_OF_TRAIN/latents.safetensors]
            [--dream-weight W] [--dream-window N] [--dream-samples K] [--dream-data DATA ...]
@@ -13,9 +13,9 @@ teacher-forced, as M's training: V's mean z of each recorded frame and the recor
 h = 0 at every episode start, over the world's own training data (its held-out episodes left out
 and scored) plus any `--extra` datasets. `--sum-weight` adds the return-consistency term of
 `dreamgym train --reward-sum-weight` over `--window`-step pieces of each episode. Worlds with a
-reward-event head are not supported. The model card's session-12 section was measured with it.
+reward-event head are not supported. The model card's 2026-12-02 section was measured with it.
 
-`--dream-weight` (session 13) fits the row to the dream's own states too. Teacher-forced h is
+`--dream-weight` (2026-12-02) fits the row to the dream's own states too. Teacher-forced h is
 what M's head sees along real frames; the dream feeds M its own sampled z, and the h it reaches
 drifts from the real one (a parked car's z wanders like motion). Each episode is replayed as a
 dream: its recorded actions, open loop, from a z drawn at its first frame, `--dream-samples`

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Paper Table 2 for a Doom world: one CMA-ES controller per temperature τ, the same budget each,
 # each scored in the dream (at its own τ) and in the real env.
-#   usage: bash scripts/doom_tau_table.sh WORLD OUT_PREFIX     (e.g. doom_takecover runs/tau)
+#   usage: bash experiments/doom_tau_table.sh WORLD OUT_PREFIX     (e.g. doom_takecover runs/tau)
 # Env: TAUS ("0.1 0.5 1.0 1.15 1.3"), GENS (20), POP (32), REAL (100 real episodes), THREADS (2).
 # Writes OUT_PREFIX_tT/ (controller), OUT_PREFIX_tT.dream.json and OUT_PREFIX_tT.real.json.
 # Re-running resumes: controllers continue, finished evaluations are kept.

@@ -1,6 +1,6 @@
 """Copy a trained world into the package (dreamgym/worlds/NAME) with its dream-trained controller.
 
-    python scripts/ship_world.py /work/worlds/doom_takecover doom_takecover --controller RUN_DIR
+    python experiments/ship_world.py worlds/doom_takecover doom_takecover --controller RUN_DIR
 
 Copies only what a bundle needs (config.json, the three weight files, MODEL_CARD.md, report/*.png;
 never the training workspace `.train/`), re-verifies every checksum by loading the copy, then

@@ -7,7 +7,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 set -u
 cd "${ABLATION_DIR:-$HOME/dreamgym-data/ablation}"
 # assumes dreamgym is installed in the active environment
-# (run from a checkout of the commit named in docs/ablation-takecover.md)
+# (run from a checkout of the commit named in docs/experiments/doom_takecover.md)
 world=$1; out=$2; shift 2
 dreamgym controller --world $world --out $out --generations 20 --popsize 64 --rollouts 16 --threads 1 --no-progress "$@" > $out.log 2>&1
 dreamgym evaluate --world $world --policy $out --real --episodes 100 --seed 50000 --workers 1 --json --no-progress > $out-real.json 2> $out-real.err

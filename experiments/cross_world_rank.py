@@ -1,10 +1,10 @@
 """Does a dream rank controllers as reality does? Dream means of controllers trained in WORLD,
 in WORLD's dream and in each MEMBER's (M's trained on the same V), WORLD's M tracking h beside a
 member's dream as on real frames (`EnsembleEvaluator`); beside their known real means, with the
-rank correlation of each dream with reality (the session-9 tables of both model cards).
+rank correlation of each dream with reality (the 2026-12-02 tables of both model cards).
 
-usage: python scripts/cross_world_rank.py WORLD TAU N SEED [MEMBER ...] -- NAME=CONTROLLER:REAL ...
-e.g.   python scripts/cross_world_rank.py doom_takecover 0.1 64 300000 worlds/doom-h512 -- \\
+usage: python experiments/cross_world_rank.py WORLD TAU N SEED [MEMBER ...] -- NAME=CONTROLLER:REAL ...
+e.g.   python experiments/cross_world_rank.py doom_takecover 0.1 64 300000 worlds/doom-h512 -- \\
            shipped=dreamgym/worlds/doom_takecover:680.6 s1=runs/doom-s1:560.5 s2=runs/doom-s2:510.8
 """
 

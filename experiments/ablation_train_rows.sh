@@ -5,7 +5,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 set -u
 cd "${ABLATION_DIR:-$HOME/dreamgym-data/ablation}"
 # assumes dreamgym is installed in the active environment
-# (run from a checkout of the commit named in docs/ablation-takecover.md)
+# (run from a checkout of the commit named in docs/experiments/doom_takecover.md)
 common="--data "${DOOM_DATA:-$HOME/dreamgym-data/doom-random}" --vae-from doom_takecover --vae-epochs 0 --rnn-epochs 20 --temperature 1.15 --threads 1 --no-progress"
 # row0: today's recipe (run with commit 58f27e6, before per-dim M; these flags are the same recipe now)
 dreamgym train $common --out row0-today --name doom_row0 --mixture shared --rnn-sequences windows --seq-len 100 --nll-reduction sum --no-mask-terminal-z --done-weight 0 --rnn-lr-decay 1.0 > row0-today.log 2>&1

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The z = 64 TakeCover worlds of docs/ablation-takecover.md (rows 5 and 6) and the shipped
+# The z = 64 TakeCover worlds of docs/experiments/doom_takecover.md (rows 5 and 6) and the shipped
 # controller, in the order they ran on a 2-core CPU. Every command resumes when re-run (collect,
 # train and controller resume in OUT). Row 7 (a round of the paper's loop) is in the ablation doc.
-#   usage: bash scripts/doom_rebuild.sh [DATA_ROOT]     (default /root/dreamgym-data)
+#   usage: bash experiments/doom_rebuild.sh [DATA_ROOT]     (default data)
 # Needs DATA_ROOT/doom-random: dreamgym collect --env VizdoomTakeCover-v1 --episodes 1000 --seed 0
 set -euo pipefail
-D=${1:-/root/dreamgym-data}
+D=${1:-data}
 # V: z = 64 on the first 100,000 frames (328 episodes), until the held-out MSE stopped improving
 # (epoch 7: 0.000535 after 0.000530); ~5 min an epoch on 2 idle threads. rnn-epochs 0: V only.
 dreamgym train --data $D/doom-random --out $D/worlds/doom-v64 --vae-epochs 7 --rnn-epochs 0 \
@@ -22,27 +22,27 @@ dreamgym train --data $DATA --vae-from $D/worlds/doom-v64 --vae-epochs 0 --laten
   --out $D/worlds/doom-z64 --name doom_takecover
 dreamgym train --data $DATA --vae-from $D/worlds/doom-v64 --vae-epochs 0 --latent 64 --hidden 256 \
   --rnn-epochs 30 --seq-len 100 --temperature 1.15 --threads 2 --no-progress \
-  --out $D/worlds/doom-z64-s100 --name doom_takecover
-for w in doom-z64 doom-z64-s100; do
+  --out $D/worlds/doom-z64-seq100 --name doom_takecover
+for w in doom-z64 doom-z64-seq100; do
   dreamgym diagnose --world $D/worlds/$w --episodes 16 --seed 20000 --workers 2 \
     --data $D/doom-random --out $D/diag-$w --json --no-progress > $D/diag-$w.json
 done
 # controllers in row 6's dream. zch at τ 1.15: 41 generations (345.8 real, seeds 50000+), resumed
 # to 81 (373.9, seeds 100000+). The shipped one: the temperature table's τ = 0.1 row (zh, 20 gen.
 # × 32; 680.5 on the table's seeds 20000+), scored once on seeds 110000+ (639.1) and by `gap`.
-dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/ctrl-doom-s100 --generations 81 \
+dreamgym controller --world $D/worlds/doom-z64-seq100 --out $D/ctrl-doom-s100 --generations 81 \
   --popsize 64 --rollouts 16 --obs-mode zch --eval-mean-every 2 --threads 2 --no-progress
-dreamgym evaluate --world $D/worlds/doom-z64-s100 --policy $D/ctrl-doom-s100 --real --episodes 100 \
+dreamgym evaluate --world $D/worlds/doom-z64-seq100 --policy $D/ctrl-doom-s100 --real --episodes 100 \
   --seed 100000 --workers 2 --json --no-progress > $D/ctrl-doom-s100-real100k.json
 mkdir -p $D/tau
-TAUS="0.1 1.15" REAL=50 bash "$(dirname "$0")/doom_tau_table.sh" $D/worlds/doom-z64-s100 $D/tau/s100
-dreamgym evaluate --world $D/worlds/doom-z64-s100 --policy $D/tau/s100_t0.1 --real --episodes 100 \
+TAUS="0.1 1.15" REAL=50 bash "$(dirname "$0")/doom_tau_table.sh" $D/worlds/doom-z64-seq100 $D/tau/s100
+dreamgym evaluate --world $D/worlds/doom-z64-seq100 --policy $D/tau/s100_t0.1 --real --episodes 100 \
   --seed 110000 --workers 2 --json --no-progress > $D/tau-t01-real110k.json
-dreamgym gap --world $D/worlds/doom-z64-s100 --policy $D/tau/s100_t0.1 --episodes 100 --seed 40000 \
+dreamgym gap --world $D/worlds/doom-z64-seq100 --policy $D/tau/s100_t0.1 --episodes 100 --seed 40000 \
   --workers 2 --out $D/gap-t01 --no-progress
-# ship: python scripts/ship_world.py $D/worlds/doom-z64-s100 doom_takecover --controller $D/tau/s100_t0.1
+# ship: python experiments/ship_world.py $D/worlds/doom-z64-seq100 doom_takecover --controller $D/tau/s100_t0.1
 #   (then the card's hand-written sections: git show HEAD:dreamgym/worlds/doom_takecover/MODEL_CARD.md)
-# session 4: calibrate the shipped bundle's done head at τ 0.1 on its own training data (offset
+# 2026-12-01: calibrate the shipped bundle's done head at τ 0.1 on its own training data (offset
 # −0.562; the default τ becomes 0.1), then diagnose it on 64 untouched episodes per policy and
 # score the shipped controller once more on untouched seeds.
 dreamgym calibrate --world dreamgym/worlds/doom_takecover --data $DATA --temperature 0.1 --no-progress
@@ -52,20 +52,20 @@ dreamgym diagnose --world doom_takecover --out $D/diag-bundled-s0 --no-progress 
 dreamgym evaluate --world doom_takecover --policy bundled --real --episodes 100 --seed 130000 --workers 2 \
   --json --no-progress > $D/ship-real130k.json
 # measured and not shipped: zch at τ 0.1 (25 gen. × 32) and zh in the calibrated dream (25 gen. × 32)
-dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/tau/s100_zch_t0.1 --obs-mode zch \
+dreamgym controller --world $D/worlds/doom-z64-seq100 --out $D/tau/s100_zch_t0.1 --obs-mode zch \
   --generations 25 --popsize 32 --rollouts 16 --temperature 0.1 --threads 2 --seed 0 --no-progress
-cp -r $D/worlds/doom-z64-s100 $D/worlds/doom-z64-s100-cal
-dreamgym calibrate --world $D/worlds/doom-z64-s100-cal --data $DATA --temperature 0.1 --no-progress
-dreamgym controller --world $D/worlds/doom-z64-s100-cal --out $D/tau/cal_t0.1 --generations 25 \
+cp -r $D/worlds/doom-z64-seq100 $D/worlds/doom-z64-seq100-cal
+dreamgym calibrate --world $D/worlds/doom-z64-seq100-cal --data $DATA --temperature 0.1 --no-progress
+dreamgym controller --world $D/worlds/doom-z64-seq100-cal --out $D/tau/cal_t0.1 --generations 25 \
   --popsize 32 --rollouts 16 --temperature 0.1 --threads 2 --seed 0 --no-progress
-dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/tau/s100_p64_t0.1 --generations 18 \
+dreamgym controller --world $D/worlds/doom-z64-seq100 --out $D/tau/s100_p64_t0.1 --generations 18 \
   --popsize 64 --rollouts 16 --temperature 0.1 --threads 2 --seed 0 --no-progress
-# session 5, ablation row 9: a second round of the paper's loop with the shipped controller (450 real
+# 2026-12-01, ablation row 9: a second round of the paper's loop with the shipped controller (450 real
 # episodes, seeds 150000+: the last of the 2,000-rollout budget), M on all 2,000 rollouts, calibrated;
 # controllers in the calibrated dream and in the same M without the offset (not shipped: 675.9 and
 # 678.4 against the shipped 680.5 on seeds 20000+).
 dreamgym collect --env VizdoomTakeCover-v1 --episodes 450 --policy $D/tau/s100_t0.1 \
-  --world $D/worlds/doom-z64-s100-cal --seed 150000 --workers 2 --out $D/doom-onpol2 --no-progress
+  --world $D/worlds/doom-z64-seq100-cal --seed 150000 --workers 2 --out $D/doom-onpol2 --no-progress
 dreamgym train --data $DATA $D/doom-onpol1 $D/doom-onpol2 --vae-from $D/worlds/doom-v64 --vae-epochs 0 \
   --latent 64 --hidden 256 --rnn-epochs 30 --seq-len 100 --temperature 0.1 --threads 2 --no-progress \
   --out $D/worlds/doom-loop2 --name doom_takecover
@@ -80,10 +80,10 @@ for w in doom-loop2 doom-loop2-raw; do
     --json --no-progress > $D/ctrl-$w-real20k.json
 done
 # the rest of the temperature table on the table's world, and the shipped recipe with 32 rollouts
-TAUS="1.3 1.0 0.5" REAL=50 bash "$(dirname "$0")/doom_tau_table.sh" $D/worlds/doom-z64-s100 $D/tau/s100
-dreamgym controller --world $D/worlds/doom-z64-s100 --out $D/tau/s100_r32_t0.1 --generations 20 \
+TAUS="1.3 1.0 0.5" REAL=50 bash "$(dirname "$0")/doom_tau_table.sh" $D/worlds/doom-z64-seq100 $D/tau/s100
+dreamgym controller --world $D/worlds/doom-z64-seq100 --out $D/tau/s100_r32_t0.1 --generations 20 \
   --popsize 32 --rollouts 32 --temperature 0.1 --threads 2 --seed 0 --no-progress
-# session 8, ablation row 10 (not shipped): the data above re-collected from the same seeds (1,000 random,
+# 2026-12-02, ablation row 10 (not shipped): the data above re-collected from the same seeds (1,000 random,
 # seed 0; 3 x 50 constant, seeds 70000+: the same 332,425 steps), M with H = 512, calibrated, the shipped
 # search with CMA-ES seeds 0 and 1, each scored on the 50 selection seeds 20050+ (498.9 and 582.0; shipped
 # 680.8 there). One torch thread: with --threads 2 beside another job an epoch took 152-363 s, not ~60.
@@ -98,14 +98,14 @@ for s in 0 1; do
   dreamgym evaluate --world $D/worlds/doom-h512 --policy $D/runs/doom-h512-s$s --real --episodes 50 --seed 20050 \
     --workers 1 --json --no-progress
 done
-# --- session 9: an ensemble of dreams (`--ensemble`, not shipped: 495.3 and 422.1 against 680.8 on
+# --- 2026-12-02: an ensemble of dreams (`--ensemble`, not shipped: 495.3 and 422.1 against 680.8 on
 # seeds 20050+). A third M (H = 256, --seed 101), calibrated like the shipped world (offset -0.062):
 dreamgym train --data $DATA --out $D/worlds/doom-s101 --vae-epochs 0 --vae-from doom_takecover \
   --rnn-epochs 30 --latent 64 --mixture per_dim --rnn-sequences episodes --seq-len 100 \
   --rnn-lr-decay 0.99999 --nll-reduction sum --mask-terminal-z --done-weight 10.0 --temperature 1.15 \
   --threads 1 --name doom_takecover --seed 101 --no-progress
 dreamgym calibrate --world $D/worlds/doom-s101 --data $DATA --temperature 0.1 --no-progress
-python scripts/cross_world_rank.py doom_takecover 0.1 64 300000 $D/worlds/doom-h512 -- \
+python experiments/cross_world_rank.py doom_takecover 0.1 64 300000 $D/worlds/doom-h512 -- \
   shipped=dreamgym/worlds/doom_takecover:680.6 s1=$D/runs/doom-s1:560.5 s2=$D/runs/doom-s2:510.8
 for run in "doom-ens-h512-s0 16 $D/worlds/doom-h512" "doom-ens3-r8-s0 8 $D/worlds/doom-h512 $D/worlds/doom-s101"; do
   set -- $run; tag=$1; rollouts=$2; shift 2
@@ -114,22 +114,26 @@ for run in "doom-ens-h512-s0 16 $D/worlds/doom-h512" "doom-ens3-r8-s0 8 $D/world
   dreamgym evaluate --world doom_takecover --policy $D/runs/$tag --real --episodes 50 --seed 20050 \
     --workers 1 --json --no-progress
 done
-# --- session 10 (not shipped). The data re-collected from the seeds above (the same 307,641 + 24,784
+# --- 2026-12-02 (not shipped). The data re-collected from the seeds above (the same 307,641 + 24,784
 # steps). (a) The paper's threshold termination on the shipped M, at τ 1.15 and 0.1; (b) a copy of the
 # shipped world calibrated at τ 1.15 and the shipped search at τ 1.15 in it (305.7 on seeds 20000+).
 REAL='{"constant noop": 159.5, "constant left": 178.2, "constant right": 182.1, "random": 226.4, "left/right every 10": 164.8}'
+# REAL: the suite's real means these dreams were judged against; `diagnose --dream-only` judges them
+# against one real report of the suite (played once; its means stand in for REAL).
+dreamgym diagnose --world doom_takecover --no-teacher --no-figures --no-progress --out $D/diagnose/doom-real
+DREAMS="--real-from $D/diagnose/doom-real --dream-only --no-teacher --dream-seed 120000 --device cpu --no-progress"
 for tau in 1.15 0.1; do for thr in 0.03 0.06 0.1 0.15; do
-  python scripts/fixed_dreams.py doom_takecover --tau $tau --termination threshold --done-threshold $thr \
-    --n 128 --seed 120000 --real "$REAL" --extra bundled
+  dreamgym diagnose --world doom_takecover --temperature $tau --termination threshold --done-threshold $thr \
+    --dream-episodes 128 --policy bundled $DREAMS --out $D/diagnose/doom-t$tau-thr$thr
 done; done
 cp -r dreamgym/worlds/doom_takecover $D/worlds/doom-cal115
 dreamgym calibrate --world $D/worlds/doom-cal115 --data $DATA --temperature 1.15 --no-progress
-python scripts/fixed_dreams.py $D/worlds/doom-cal115 --n 256 --seed 120000 --real "$REAL" --threads 2
+dreamgym diagnose --world $D/worlds/doom-cal115 --dream-episodes 256 $DREAMS --out $D/diagnose/doom-cal115
 dreamgym controller --world $D/worlds/doom-cal115 --out $D/runs/doom-cal115-t1.15 --generations 20 --popsize 32 \
   --rollouts 16 --temperature 1.15 --threads 2 --seed 0 --no-progress
 dreamgym evaluate --world $D/worlds/doom-cal115 --policy $D/runs/doom-cal115-t1.15 --real --episodes 50 --seed 20000 \
   --workers 2 --json --no-progress
-# session 13 (not shipped; the card's "Next levers"): the shipped recipe plus --sampled-inputs 0.5
+# 2026-12-02 (not shipped; the card's "Next levers"): the shipped recipe plus --sampled-inputs 0.5
 # (parallel scheduled sampling), calibrated, diagnosed on 64 episodes per policy, the shipped search,
 # 50 real episodes on the selection seeds 20050+ (572.0; shipped 680.8 there).
 dreamgym train --data $DATA --out $D/worlds/doom-s13-ss0.5 --vae-epochs 0 --vae-from doom_takecover \

@@ -1,0 +1,233 @@
+"""Option groups that several jobs share, composed into each job's config: one door per concept.
+
+Every job that runs a dream takes the same dream options (`DreamRunOptions`: τ, termination,
+done threshold, episode cap, device, precision; `DreamOptions`: those and the world), so a
+controller trained under threshold termination can be evaluated, gapped and diagnosed under it;
+every job that plays real episodes takes the same `RealRunOptions` (episodes, seed, workers,
+Ray, episode cap). One name per concept: the episode cap is `max_steps` (`--max-steps`) in every
+job, its old spelling `max_episode_steps` a deprecated alias; the dream's constructors keep
+Gymnasium's `max_episode_steps`, which `dream_settings` maps it to. A job's config inherits the groups it needs
+(`class GapConfig(DreamAndRealOptions)`), so its fields stay flat: one `--kebab-case` flag each
+(`dreamgym.cli`), and `GapConfig(world=..., temperature=...)` in Python. A job may redeclare a
+field to give it its own default or help; the group's validation still applies.
+
+The values are checked once, here, when a config is built: a wrong one is a one-line
+`ValueError` naming its `--option`. Torch-free, so the CLI builds configs without loading it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dreamgym.envs.settings import TERMINATION_MODES, DreamSettings
+from dreamgym.runners import LOCAL
+from dreamgym.utils.options import deprecated_aliases, option
+
+if TYPE_CHECKING:
+    from dreamgym.world import World
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""The dream's arithmetic: "auto" (the dream's choice for its device), float32 or bfloat16."""
+MAX_STEPS_ALIASES = ("max_episode_steps",)
+"""`--max-episode-steps` (sb3's and train's old spelling) still works, with a warning."""
+RAY_HELP = (
+    "run the real episodes as Ray tasks: --ray alone starts or joins a local Ray, "
+    '--ray auto or --ray HOST:PORT joins a cluster (pip install "dreamgym[ray]")'
+)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_int(name: str, value: Any, minimum: int | None = None, optional: bool = False) -> Any:
+    """`value` as an int ≥ `minimum` (None allowed when `optional`); else a one-line ValueError."""
+    if value is None and optional:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{_flag(name)} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{_flag(name)} must be ≥ {minimum}, got {number}")
+    return number
+
+
+def check_float(
+    name: str, value: Any, low: float | None = None, high: float | None = None, above: bool = False
+) -> float:
+    """`value` as a finite float in [low, high] ((low, high] with `above`); else a ValueError."""
+    try:
+        if isinstance(value, (bool, str)):
+            raise TypeError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{_flag(name)} must be a number, got {value!r}") from None
+    low_ok = low is None or (number > low if above else number >= low)
+    if not math.isfinite(number) or not low_ok or (high is not None and number > high):
+        bounds = [f"{'>' if above else '≥'} {low:g}"] if low is not None else []
+        bounds += [f"≤ {high:g}"] if high is not None else []
+        within = f" {' and '.join(bounds)}" if bounds else ""
+        raise ValueError(f"{_flag(name)} must be a finite number{within}, got {value!r}")
+    return number
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """`value` if it is one of `choices`; else a one-line ValueError naming them."""
+    if value not in choices:
+        raise ValueError(f"{_flag(name)} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def check_text(name: str, value: Any, optional: bool = False) -> Any:
+    """A non-empty string (None allowed when `optional`); else a one-line ValueError."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{_flag(name)} must be a non-empty string, got {value!r}")
+    return value
+
+
+class _Group:
+    """The end of the cooperative `__post_init__` chain of the groups."""
+
+    def __post_init__(self) -> None:
+        pass
+
+
+def _max_steps() -> Any:
+    return option(
+        None,
+        "episode cap (default: the world's limit in the dream, the env's in reality)",
+        aliases=MAX_STEPS_ALIASES,
+    )
+
+
+@dataclass(kw_only=True)
+class _WorldOption(_Group):
+    """Which world: its own group, so that it comes first in every dream command's help."""
+
+    world: str = option(help="world: a bundled name or a bundle directory")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_text("world", self.world)
+
+
+@deprecated_aliases
+@dataclass(kw_only=True)
+class DreamRunOptions(_Group):
+    """How to dream, whatever the world (→ `DreamSettings`): τ, termination, cap, device,
+    precision. `obs_mode` is not here: what the dream shows is decided by the policy that reads
+    it (a controller's or agent's file), or by the job that trains one (`--obs-mode`)."""
+
+    temperature: float | None = option(None, "dream temperature τ (default: the world's)")
+    termination: str = option(
+        "sample",
+        "how M's done head ends a dream: sample done ~ Bernoulli(p), or threshold: p > "
+        "--done-threshold",
+        choices=TERMINATION_MODES,
+    )
+    done_threshold: float = option(
+        0.5, "the done probability above which --termination threshold ends a dream"
+    )
+    max_steps: int | None = _max_steps()
+    device: str = option("auto", "device of the dream: auto, cpu or cuda")
+    precision: str = option(
+        "auto", "the dream's arithmetic: auto, float32 or bfloat16", choices=PRECISIONS
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.temperature is not None:
+            self.temperature = check_float("temperature", self.temperature, 0.0, above=True)
+        check_choice("termination", self.termination, TERMINATION_MODES)
+        self.done_threshold = check_float("done_threshold", self.done_threshold, 0.0, 1.0)
+        self.max_steps = check_int("max_steps", self.max_steps, 1, optional=True)
+        if type(self.device).__name__ != "device":  # a torch.device passes as it is
+            check_text("device", self.device)
+        check_choice("precision", self.precision, PRECISIONS)
+
+    def dream_values(self) -> dict[str, Any]:
+        """These options as keywords, to hand them on to another job's config."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(DreamRunOptions)}
+
+    def dream_settings(self, obs_mode: str = "zh", world: World | None = None) -> DreamSettings:
+        """These options as the `DreamSettings` a dream constructor takes, showing `obs_mode`;
+        with `world`, its defaults filled in (`DreamSettings.for_world`: τ and the cap)."""
+        values: dict[str, Any] = {
+            "obs_mode": obs_mode,
+            "temperature": self.temperature,
+            "device": self.device,
+            "max_episode_steps": self.max_steps,
+            "termination": self.termination,
+            "done_threshold": self.done_threshold,
+        }
+        settings = DreamSettings(**values, **precision_setting(self.precision))
+        return settings if world is None else settings.for_world(world)
+
+    def dream_record(self, world: World) -> dict[str, Any]:
+        """What a report records of the dream: τ (resolved), termination and its threshold
+        (None under sampling, where it does nothing), and the precision."""
+        return {
+            "temperature": self.dream_settings(world=world).temperature,
+            "termination": self.termination,
+            "done_threshold": self.done_threshold if self.termination == "threshold" else None,
+            "precision": self.precision,
+        }
+
+
+@deprecated_aliases
+@dataclass(kw_only=True)
+class DreamOptions(DreamRunOptions, _WorldOption):
+    """How a job dreams which world: the options of every command that runs a dream of one."""
+
+
+def precision_setting(precision: str) -> dict[str, str]:
+    """`{"precision": precision}` for `DreamSettings(...)`, or nothing where the dream has no
+    precision setting (the dream core then runs as it always does)."""
+    check_choice("precision", precision, PRECISIONS)
+    has_it = any(f.name == "precision" for f in dataclasses.fields(DreamSettings))
+    return {"precision": precision} if has_it else {}
+
+
+def threshold_note(record: dict[str, Any] | None) -> str:
+    """The note ", done at p > T" for a report's dream under threshold termination (`dream_record`)."""
+    if not record or record.get("termination") != "threshold":
+        return ""
+    return f", done at p > {record['done_threshold']:g}"
+
+
+@deprecated_aliases
+@dataclass(kw_only=True)
+class RealRunOptions(_Group):
+    """How a job plays real episodes: how many, from which seed, where, and for how long."""
+
+    episodes: int = option(16, "episodes to run")
+    seed: int = option(0, "seed (real episode i uses seed + i)")
+    workers: int | None = option(None, "real-env worker processes (default: CPU count)")
+    ray: str | None = field(
+        default=None, metadata={"help": RAY_HELP, "const": LOCAL, "metavar": "ADDRESS"}
+    )
+    max_steps: int | None = _max_steps()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.episodes = check_int("episodes", self.episodes, 1)
+        self.seed = check_int("seed", self.seed)
+        self.workers = check_int("workers", self.workers, 1, optional=True)
+        self.ray = check_text("ray", self.ray, optional=True)
+        self.max_steps = check_int("max_steps", self.max_steps, 1, optional=True)
+
+
+@deprecated_aliases
+@dataclass(kw_only=True)
+class DreamAndRealOptions(RealRunOptions, DreamOptions):
+    """Both groups: the jobs that run a policy in the dream and in reality (evaluate, gap,
+    diagnose). One `max_steps` caps both, one `seed` seeds both."""
