@@ -18,13 +18,12 @@ The values are checked once, here, when a config is built: a wrong one is a one-
 from __future__ import annotations
 
 import dataclasses
-import math
-import operator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dreamgym.envs.settings import TERMINATION_MODES, DreamSettings
 from dreamgym.runners import LOCAL
+from dreamgym.utils import validate
 from dreamgym.utils.options import deprecated_aliases, option
 
 if TYPE_CHECKING:
@@ -45,37 +44,17 @@ def _flag(name: str) -> str:
 
 
 def check_int(name: str, value: Any, minimum: int | None = None, optional: bool = False) -> Any:
-    """`value` as an int ≥ `minimum` (None allowed when `optional`); else a one-line ValueError."""
-    if value is None and optional:
-        return None
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{_flag(name)} must be an integer, got {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise ValueError(f"{_flag(name)} must be ≥ {minimum}, got {number}")
-    return number
+    """`value` as an int ≥ `minimum` (None allowed when `optional`); else a one-line ValueError
+    naming its `--option` (`utils.validate.check_int`: bools and floats are not integers)."""
+    return validate.check_int(value, _flag(name), minimum=minimum, optional=optional)
 
 
 def check_float(
     name: str, value: Any, low: float | None = None, high: float | None = None, above: bool = False
 ) -> float:
-    """`value` as a finite float in [low, high] ((low, high] with `above`); else a ValueError."""
-    try:
-        if isinstance(value, (bool, str)):
-            raise TypeError
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{_flag(name)} must be a number, got {value!r}") from None
-    low_ok = low is None or (number > low if above else number >= low)
-    if not math.isfinite(number) or not low_ok or (high is not None and number > high):
-        bounds = [f"{'>' if above else '≥'} {low:g}"] if low is not None else []
-        bounds += [f"≤ {high:g}"] if high is not None else []
-        within = f" {' and '.join(bounds)}" if bounds else ""
-        raise ValueError(f"{_flag(name)} must be a finite number{within}, got {value!r}")
-    return number
+    """`value` as a finite float in [low, high] ((low, high] with `above`); else a ValueError
+    naming its `--option` (`utils.validate.check_float`: no bools, strings, NaN or inf)."""
+    return validate.check_float(value, _flag(name), low=low, high=high, low_open=above)  # type: ignore[return-value]
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -220,7 +199,7 @@ class RealRunOptions(_Group):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.episodes = check_int("episodes", self.episodes, 1)
-        self.seed = check_int("seed", self.seed)
+        self.seed = check_int("seed", self.seed, 0)
         self.workers = check_int("workers", self.workers, 1, optional=True)
         self.ray = check_text("ray", self.ray, optional=True)
         self.max_steps = check_int("max_steps", self.max_steps, 1, optional=True)

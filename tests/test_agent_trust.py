@@ -107,6 +107,19 @@ def test_cli_refuses_an_untrusted_agent_in_one_line(
     assert not marker.exists()
 
 
+def test_collect_refuses_an_untrusted_agent_in_one_line(
+    agent: Path, tmp_path: Path, box_world_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "ran"
+    evil = _evil_copy(agent, tmp_path / "evil", marker)
+    argv = ["collect", "--env", "CarRacing-v3", "--episodes", "1", "--out", str(tmp_path / "d")]
+    argv += ["--policy", str(evil), "--world", str(box_world_dir), "--no-progress"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--trust-agent" in err, err
+    assert not marker.exists() and not (tmp_path / "d").exists()
+
+
 def test_swapped_zip_is_refused_even_when_trusted(
     agent: Path, tmp_path: Path, box_world_dir: Path
 ) -> None:

@@ -156,7 +156,7 @@ def test_calibrate_refuses_data_it_cannot_use(
     box = build_tiny_world(discrete=False)
     with pytest.raises(DatasetMismatchError, match="was collected in VizdoomTakeCover-v1"):
         length_targets(box, [str(noop_data)])
-    with pytest.raises(ValueError, match="--dreams must be ≥ 1"):
+    with pytest.raises(ValueError, match="--dreams must be an integer ≥ 1"):
         calibrate(CalibrateConfig(world=str(doom_world), data=[str(noop_data)], dreams=0))
 
 

@@ -80,12 +80,20 @@ def _shas(data: Path) -> dict[int, str]:
 
 
 def _ray_processes() -> list[Any]:
-    """This test's Ray processes: gcs_server, raylet, workers, agents (children of this one)."""
-    return [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if "ray" in p.name().lower() or "gcs_server" in p.name() or "ray::" in " ".join(p.cmdline())
-    ]
+    """This test's Ray processes: gcs_server, raylet, workers, agents (children of this one).
+
+    Children that exit or linger as zombies meanwhile (an env's process left by another test)
+    are skipped, not an error of the thread that looks for workers.
+    """
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            name = p.name()
+            if "ray" in name.lower() or "gcs_server" in name or "ray::" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
 
 
 def test_ray_stays_on_loopback(ray_local: str) -> None:
