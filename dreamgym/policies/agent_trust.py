@@ -83,7 +83,7 @@ def _canonical(meta: dict[str, Any]) -> bytes:
 
 def sign_sidecar(meta: dict[str, Any], zip_bytes: bytes) -> dict[str, Any]:
     """`meta` with the zip's sha256 and this machine's signature over both."""
-    signed = {**{k: v for k, v in meta.items() if k != SIGNATURE}}
+    signed = {k: v for k, v in meta.items() if k != SIGNATURE}
     signed[ZIP_SHA256] = hashlib.sha256(zip_bytes).hexdigest()
     key = machine_key(create=True)
     assert key is not None
