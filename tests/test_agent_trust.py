@@ -37,7 +37,7 @@ class _Payload:
 def agent(tmp_path: Path, box_world_dir: Path) -> Path:
     """A PPO agent saved by dreamgym on this machine (signed)."""
     world = World.load(box_world_dir)
-    env = DreamVecEnv(world, n_envs=2, device="cpu")
+    env = DreamVecEnv(world, num_envs=2, device="cpu")
     model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, device="cpu")
     return save_agent(model, tmp_path / "agent", world, "zh")
 
@@ -158,7 +158,7 @@ def test_unsigned_checkpoint_is_not_resumed(tmp_path: Path, box_world_dir: Path)
     """Resuming unpickles the checkpoint with SB3's loader: only a signed one is resumed."""
     out = tmp_path / "a2c"
     config = SB3Config(
-        world=str(box_world_dir), out=str(out), algo="a2c", steps=8, n_envs=2, progress=False
+        world=str(box_world_dir), out=str(out), algo="a2c", steps=8, num_envs=2, progress=False
     )
     with pytest.raises(KeyboardInterrupt):
         train_agent(config, callback=_InterruptAt(4))

@@ -141,7 +141,7 @@ def _closed_vector(world: Path) -> tuple[Callable[[], Any], Callable[[], Any]]:
 
 
 def _closed_sb3(world: Path) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    env = DreamVecEnv(world, n_envs=2, device="cpu", seed=0)
+    env = DreamVecEnv(world, num_envs=2, device="cpu", seed=0)
     env.reset()
     env.close()
     actions = np.stack([env.action_space.sample() for _ in range(2)])
