@@ -67,6 +67,7 @@ class DreamVecEnv(VecEnv):
         termination: str = "sample",
         done_threshold: float = 0.5,
         settings: DreamSettings | None = None,
+        precision: str = "auto",
     ) -> None:
         self.core = DreamVectorEnv(
             world,
@@ -80,6 +81,7 @@ class DreamVecEnv(VecEnv):
             termination=termination,
             done_threshold=done_threshold,
             settings=settings,
+            precision=precision,
         )
         self.world = self.core.world
         self.obs_mode = self.core.obs_mode

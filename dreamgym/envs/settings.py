@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dreamgym.utils.hardware import check_precision
+
 if TYPE_CHECKING:
     import torch
 
@@ -53,6 +55,10 @@ class DreamSettings:
     """ "sample": done ~ Bernoulli(p) from M's done head; "threshold": done when p > done_threshold."""
     done_threshold: float = 0.5
     """The done probability above which `termination="threshold"` ends an episode."""
+    precision: str = "auto"
+    """M's matmuls in the dream: "float32", "bfloat16", or "auto" (bfloat16 only where the
+    hardware does it natively, `dreamgym.utils.hardware.native_bf16`). The LSTM state, the
+    mixture's weights and the sampling stay float32 in every case."""
 
     def __post_init__(self) -> None:
         if self.obs_mode not in OBS_MODES:
@@ -66,6 +72,7 @@ class DreamSettings:
         if self.max_episode_steps is not None:
             object.__setattr__(self, "max_episode_steps", int(self.max_episode_steps))
         object.__setattr__(self, "done_threshold", float(self.done_threshold))
+        check_precision(self.precision)
 
     @classmethod
     def from_arguments(cls, settings: DreamSettings | None, **keywords: Any) -> DreamSettings:

@@ -31,15 +31,26 @@ def evaluate_dream(
     device: str | torch.device = "auto",
     termination: str = "sample",
     done_threshold: float = 0.5,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Returns (float64, `episodes`) of the policy in the dream, all episodes in one batch.
 
     Every env's first episode is one sample (autoreset off; reward stops counting at an env's
     first termination or truncation). The same seed gives the same returns (on CPU).
-    `termination` / `done_threshold`: how M's done head ends an episode (`DreamVectorEnv`).
+    `termination` / `done_threshold`: how M's done head ends an episode (`DreamVectorEnv`);
+    `precision`: M's matmuls (`DreamSettings.precision`).
     """
     return dream_episodes(
-        world, policy, episodes, seed, temperature, max_steps, device, termination, done_threshold
+        world,
+        policy,
+        episodes,
+        seed,
+        temperature,
+        max_steps,
+        device,
+        termination,
+        done_threshold,
+        precision,
     ).returns
 
 
@@ -53,6 +64,7 @@ def dream_episodes(
     device: str | torch.device = "auto",
     termination: str = "sample",
     done_threshold: float = 0.5,
+    precision: str = "auto",
 ) -> DreamEpisodes:
     """`evaluate_dream` with the episodes' lengths too (what `dreamgym calibrate` matches)."""
     if int(episodes) < 1:
@@ -69,6 +81,7 @@ def dream_episodes(
         autoreset_mode=AutoresetMode.DISABLED,
         termination=termination,
         done_threshold=done_threshold,
+        precision=precision,
     )
     if env.max_episode_steps is None:
         raise ValueError(

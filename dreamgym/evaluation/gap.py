@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from dreamgym.envs.dream import dream_precision
 from dreamgym.evaluation.jobs import RAY_FIELD, returns_in
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES, summarize
 from dreamgym.policies import POLICY_SPECS_HELP, load_policy
 from dreamgym.utils.files import atomic_write_bytes, atomic_write_json
+from dreamgym.utils.hardware import PRECISION_HELP, PRECISIONS
 from dreamgym.utils.options import option
 from dreamgym.world import World
 
@@ -43,6 +45,11 @@ class GapConfig:
     workers: int | None = option(None, "real-env worker processes (default: CPU count)")
     ray: str | None = field(default=None, metadata=RAY_FIELD)
     device: str = option("auto", "device of the dream: auto, cpu or cuda")
+    precision: str = option(
+        "auto",
+        PRECISION_HELP,
+        choices=PRECISIONS,
+    )
     resamples: int = option(BOOTSTRAP_RESAMPLES, "bootstrap resamples")
     progress: bool = option(True, "show a progress bar (real episodes)")
 
@@ -65,6 +72,7 @@ def gap(config: GapConfig) -> dict[str, Any]:
         real,
         seed=config.seed,
         temperature=config.temperature if config.temperature is not None else world.temperature,
+        precision=dream_precision(config.precision, config.device),
         margin=config.margin,
         resamples=config.resamples,
     )
@@ -82,6 +90,7 @@ def gap_report(
     temperature: float | None = None,
     margin: float = 0.2,
     resamples: int = BOOTSTRAP_RESAMPLES,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Statistics of dream vs real returns (means, std, bootstrap CIs, difference, ratio)."""
     d, r = summarize(dream, seed, resamples), summarize(real, seed + 1, resamples)
@@ -101,6 +110,7 @@ def gap_report(
         "episodes": int(dream_a.size),
         "seed": seed,
         "temperature": temperature,
+        "precision": precision,
         "dream": d,
         "real": r,
         "difference": {

@@ -12,6 +12,7 @@ from dreamgym.evaluation.real import evaluate_real
 from dreamgym.evaluation.stats import summarize
 from dreamgym.policies import POLICY_SPECS_HELP, Policy, load_policy
 from dreamgym.runners import LOCAL
+from dreamgym.utils.hardware import PRECISION_HELP, PRECISIONS
 from dreamgym.utils.options import option
 from dreamgym.world import World
 
@@ -45,6 +46,11 @@ class EvaluateConfig:
     workers: int | None = option(None, "real-env worker processes (default: CPU count)")
     ray: str | None = field(default=None, metadata=RAY_FIELD)
     device: str = option("auto", "device of the dream: auto, cpu or cuda")
+    precision: str = option(
+        "auto",
+        PRECISION_HELP,
+        choices=PRECISIONS,
+    )
     progress: bool = option(True, "show a progress bar (real episodes)")
 
 
@@ -65,7 +71,12 @@ def returns_in(
         if isinstance(policy, str):
             policy = load_policy(policy, world, seed=config.seed)
         return evaluate_dream(
-            world, policy, temperature=config.temperature, device=config.device, **common
+            world,
+            policy,
+            temperature=config.temperature,
+            device=config.device,
+            precision=getattr(config, "precision", "auto"),
+            **common,
         )
     return evaluate_real(
         world,

@@ -53,6 +53,7 @@ from dreamgym.training.cmaes_state import (
 )
 from dreamgym.training.population import EnsembleEvaluator
 from dreamgym.utils.files import atomic_write_json
+from dreamgym.utils.hardware import PRECISION_HELP, PRECISIONS
 from dreamgym.utils.options import option
 from dreamgym.utils.threads import torch_threads
 from dreamgym.world import MDNRNN_FILE, World
@@ -130,6 +131,11 @@ class ControllerConfig:
         },
     )
     device: str = option("auto", "auto, cpu or cuda")
+    precision: str = option(
+        "auto",
+        PRECISION_HELP,
+        choices=PRECISIONS,
+    )
     seed: int = option(0, "seed of CMA-ES sampling and of the dream rollouts")
     eval_real_every: int = option(
         0, "every K generations run the best controller in the real env (0: off)"
@@ -218,6 +224,7 @@ def _evaluators(
         "termination": config.termination,
         "done_threshold": config.done_threshold,
         "action_head": config.action_head,
+        "precision": config.precision,
     }
     evaluator = EnsembleEvaluator(
         world, members, config.popsize, config.rollouts, crn=config.crn, **common

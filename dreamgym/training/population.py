@@ -49,7 +49,8 @@ class PopulationEvaluator:
     With `crn` (default) the candidates share their random numbers rollout by rollout (see the
     module docstring); without it each of the P·R envs draws its own reset and dream noise. The
     env's one generator is seeded per call. `termination` and `done_threshold` are the dream's
-    (`DreamSettings`); `action_head` is the controllers' (`dreamgym.policies.linear`).
+    (`DreamSettings`), and so is `precision` (M's matmuls); `action_head` is the controllers'
+    (`dreamgym.policies.linear`).
 
     `dream_world` (default: `world`) makes the dream; the controller still reads `world`'s h,
     which `world`'s LSTM tracks on the dream's z and the actions (see the module docstring).
@@ -69,6 +70,7 @@ class PopulationEvaluator:
         crn: bool = True,
         action_head: str = DEFAULT_ACTION_HEAD,
         dream_world: World | None = None,
+        precision: str = "auto",
     ) -> None:
         self.obs_dim = controller_obs_dim(world, obs_mode)
         self.obs_mode = obs_mode
@@ -94,6 +96,7 @@ class PopulationEvaluator:
             termination=termination,
             done_threshold=done_threshold,
             noise_groups=self.rollouts if self.crn else None,
+            precision=precision,
         )
         self.action_space = self.env.single_action_space
         self.device = self.env.device

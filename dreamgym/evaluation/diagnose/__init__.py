@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dreamgym.envs.dream import dream_precision
 from dreamgym.evaluation.diagnose.config import (
     ABSOLUTE_TOLERANCE,
     RELATIVE_TOLERANCE,
@@ -116,6 +117,7 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
         "dream_episodes": int(config.dream_episodes),
         "seed": int(config.seed),
         "temperature": temperature,
+        "precision": dream_precision(config.precision, config.device),
         "max_steps": config.max_steps,
         "tolerance": {"relative": config.rel_tol, "absolute": config.abs_tol},
         "suite": rows,

@@ -8,6 +8,7 @@ from dreamgym.evaluation.jobs import RAY_FIELD
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES
 from dreamgym.policies import POLICY_SPECS_HELP
 from dreamgym.policies.fixed import DEFAULT_ALTERNATE_EVERY
+from dreamgym.utils.hardware import PRECISION_HELP, PRECISIONS
 from dreamgym.utils.options import option
 
 DREAM_EPISODES = 256
@@ -41,6 +42,11 @@ class DiagnoseConfig:
     temperature: float | None = option(None, "dream temperature τ (default: the world's)")
     max_steps: int | None = option(None, "episode cap in both (default: the world's / env's limit)")
     device: str = option("auto", "device of the dream and of V/M: auto, cpu or cuda")
+    precision: str = option(
+        "auto",
+        PRECISION_HELP,
+        choices=PRECISIONS,
+    )
     rel_tol: float = field(
         default=RELATIVE_TOLERANCE,
         metadata={

@@ -1,0 +1,155 @@
+"""M's dream step in few, large torch ops: the LSTM, the heads and the draw of z_{t+1}.
+
+The dream (`dreamgym.envs.dream`) spends its time here, so the step is laid out for the CPU's
+(and GPU's) matmul units and for as few passes over memory as torch's eager ops allow:
+
+- **One row per env holds its state**: x = [z | h | 1 | a]. The LSTM's gates are one matmul,
+  x @ [W_ih(z); W_hh; b_ih + b_hh; W_ih(a)] (biases ride on the column of ones), and the heads
+  are a second one on the slice [h | 1] of the next row, so neither needs a `cat`; [z | h] (the
+  paper's controller input, obs "zh") is a view of the row, not a copy.
+- **One sigmoid for all four gates**: tanh(x) = 1 − 2σ(−2x), so the cell gate's weights are
+  scaled by −2 when they are prepared and a single in-place sigmoid covers (i, f, o, g); tanh(c)
+  is done the same way (torch's CPU tanh is 4× slower than its sigmoid).
+- **The mixture draw without `argmax`**: inverse CDF over K as elementwise ops that select the
+  drawn component's μ and raw log σ on the way (`dreamgym.models.mdnrnn.pick_components`); only
+  the chosen log σ goes through the bounding sigmoid and the exp.
+- **One block of uniforms per step** (`StepNoise`): the choices, the Gaussians (Box–Muller) and
+  the done draw, so a step calls the generator once and common random numbers (`noise_groups`)
+  repeat one block.
+
+Precision: the two matmuls run in `dtype` (float32, or bfloat16 where the hardware has it,
+`dreamgym.utils.hardware`); the LSTM state (h, c), the mixture's weights and the sampling are
+float32 whatever the dtype. The kernel draws what `MDNRNN.step` + `sample_mdn` draw from the same
+uniforms, up to float rounding (a test holds it to that).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from dreamgym.models.mdnrnn import (
+    LOG_SIGMA_MAX,
+    LOG_SIGMA_MIN,
+    MDNRNN,
+    pick_components,
+    rows_mm,
+)
+from dreamgym.models.noise import gaussian_width, normal_from_uniform
+
+
+class StepNoise(NamedTuple):
+    """Where each kind of noise sits in a step's block of uniforms (columns)."""
+
+    choices: slice  # one uniform per mixture choice (Z per dim, 1 shared)
+    gaussians: slice  # gaussian_width(Z) uniforms → Z normals
+    done: int  # the done draw (termination="sample")
+    width: int
+
+
+class DreamKernel:
+    """The dream's step of one MDN-RNN: state rows and c in, the next rows, reward and P(done) out.
+
+    Inference only; the matmul operands are `MDNRNN.fused_weight`'s (cached on M, rebuilt when
+    its weights change), the LSTM is `MDNRNN.lstm_rows` (so h tracked by `recurrent_step` beside
+    a dream is the dream's own, bit for bit).
+    """
+
+    def __init__(self, mdnrnn: MDNRNN, dtype: torch.dtype = torch.float32) -> None:
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"the dream's matmul dtype must be float32 or bfloat16, got {dtype}")
+        c = mdnrnn.config
+        self.model, self.dtype = mdnrnn, dtype
+        self.latent, self.hidden, self.action = c.latent_dim, c.hidden_dim, c.action_dim
+        self.mixtures = c.n_mixtures
+        self.choices = c.latent_dim if c.mixture == "per_dim" else 1
+        self.n_logits = c.n_mixtures * self.choices
+        self.ones_col = c.latent_dim + c.hidden_dim
+        self.width = self.ones_col + 1 + c.action_dim
+        """Columns of a state row [z | h | 1 | a]."""
+        gauss = gaussian_width(c.latent_dim)
+        self.noise = StepNoise(
+            slice(0, self.choices),
+            slice(self.choices, self.choices + gauss),
+            self.choices + gauss,
+            self.choices + gauss + 1,
+        )
+
+    # --- state rows -----------------------------------------------------------------------------
+    def new_rows(self, batch: int, device: torch.device | str) -> torch.Tensor:
+        """(batch, width) state rows: z = h = a = 0 and the column of ones."""
+        x = torch.zeros(batch, self.width, device=device)
+        x[:, self.ones_col] = 1.0
+        return x
+
+    def z(self, x: torch.Tensor) -> torch.Tensor:
+        """The z view of state rows."""
+        return x[:, : self.latent]
+
+    def h(self, x: torch.Tensor) -> torch.Tensor:
+        """The h view of state rows."""
+        return x[:, self.latent : self.ones_col]
+
+    def zh(self, x: torch.Tensor) -> torch.Tensor:
+        """The [z | h] view of state rows (obs "zh")."""
+        return x[:, : self.ones_col]
+
+    # --- the step ---------------------------------------------------------------------------
+    def step(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        actions: torch.Tensor,
+        uniforms: torch.Tensor,
+        temperature: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step of every row: → (next rows, reward (B,), P(done) (B,)).
+
+        `x` (B, width) are the current rows (their action columns are overwritten with the
+        encoded `actions`, nothing else of them changes), `c` (B, H) is updated in place, and
+        `uniforms` is the step's noise block (B, ≥ `noise.width` − 1; see `StepNoise`).
+        """
+        lat = self.latent
+        x[:, self.ones_col + 1 :].copy_(actions)
+        x_next = torch.empty_like(x)
+        x_next[:, self.ones_col].fill_(1.0)
+        self.model.lstm_rows(x, c, x_next[:, lat : self.ones_col], self.dtype)
+        head = self.model.fused_weight("head", self.dtype)
+        out = rows_mm(x_next[:, lat : self.ones_col + 1], head)
+        self._draw(out, uniforms, temperature, x_next[:, :lat])
+        reward, p_done = self._reward_and_done(out)
+        return x_next, reward, p_done
+
+    def _draw(
+        self, out: torch.Tensor, uniforms: torch.Tensor, temperature: float, z_out: torch.Tensor
+    ) -> None:
+        """z_{t+1} into `z_out` from the heads' output (B, padded outputs)."""
+        b, k, lat = out.shape[0], self.mixtures, self.latent
+        logits = out[:, : self.n_logits].view(b, k, self.choices)
+        # μ and raw log σ of every component, as one (B, 2, K, Z) view of the output
+        values = out[:, self.n_logits : self.n_logits + 2 * k * lat].view(b, 2, k, lat)
+        mu, raw = pick_components(
+            logits, uniforms[:, self.noise.choices], temperature, values
+        ).unbind(1)
+        # σ·√τ = exp(MIN + (MAX − MIN)·sigmoid(raw) + ½ log τ): the bound of `_split_heads`.
+        # sigmoid as 1 / (1 + exp(−raw)): torch's CPU sigmoid rounds the last elements of a
+        # contiguous tensor (its scalar tail) differently from the rest, and rows that share
+        # their noise (CRN) must stay bit-identical wherever they sit in the batch.
+        shift = LOG_SIGMA_MIN + 0.5 * math.log(temperature)
+        sigmoid = raw.neg_().exp_().add_(1.0).reciprocal_()
+        sigma = sigmoid.mul_(LOG_SIGMA_MAX - LOG_SIGMA_MIN).add_(shift).exp_()
+        eps = normal_from_uniform(uniforms[:, self.noise.gaussians], lat)
+        torch.addcmul(mu, sigma, eps, out=z_out)
+
+    def _reward_and_done(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The expected reward and P(done) (the training weight undone, the offset added)."""
+        c = self.model.config
+        col = self.n_logits + 2 * self.mixtures * self.latent
+        if c.has_reward_events:
+            reward = out[:, col + 1] + c.reward_event * torch.sigmoid(out[:, col])
+            col += 1
+        else:
+            reward = out[:, col].clone()
+        return reward, self.model.done_probability(out[:, col + 1])
