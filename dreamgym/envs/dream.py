@@ -12,6 +12,11 @@ One dream step, for every env in the batch (Ha & Schmidhuber 2018, §2.2 and §4
 3. the reward is M's reward head; termination is decided from M's done head (see below);
 4. the episode is truncated at `max_episode_steps`.
 
+Steps 1–3 are `dreamgym.models.mdn_kernel.DreamKernel`: two matmuls on one row per env,
+[z | h | 1 | a], and elementwise ops, with all of a step's noise drawn as one block of uniforms.
+`precision` says what the matmuls run in (bfloat16 only where the hardware has it, by default);
+the state and the sampling are float32 always. Same seed → same dream, within one precision.
+
 Termination: `termination="sample"` (default) draws done ~ Bernoulli(p) with p the done
 probability, the done head's training weight undone so that p is the model's estimate of the real
 rate; `termination="threshold"` ends the episode when p > `done_threshold` (deterministic given the
@@ -150,7 +155,9 @@ class DreamVectorEnv(VectorEnv):
     evaluator's P candidates × R rollouts layout).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; since then: termination modes, calibration, noise groups, and
+      `precision` with the inverse-CDF mixture draw (the same distribution as before, other
+      random numbers: a seed dreams another dream than it did before that change).
     """
 
     metadata: dict[str, Any] = {

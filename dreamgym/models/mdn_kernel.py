@@ -11,7 +11,7 @@ The dream (`dreamgym.envs.dream`) spends its time here, so the step is laid out 
   scaled by −2 when they are prepared and a single in-place sigmoid covers (i, f, o, g); tanh(c)
   is done the same way (torch's CPU tanh is 4× slower than its sigmoid).
 - **The mixture draw without `argmax`**: inverse CDF over K as elementwise ops that select the
-  drawn component's μ and raw log σ on the way (`dreamgym.models.mdnrnn.pick_components`); only
+  drawn component's μ and raw log σ on the way (`dreamgym.models.mixture.pick_components`); only
   the chosen log σ goes through the bounding sigmoid and the exp.
 - **One block of uniforms per step** (`StepNoise`): the choices, the Gaussians (Box–Muller) and
   the done draw, so a step calls the generator once and common random numbers (`noise_groups`)
@@ -30,13 +30,8 @@ from typing import NamedTuple
 
 import torch
 
-from dreamgym.models.mdnrnn import (
-    LOG_SIGMA_MAX,
-    LOG_SIGMA_MIN,
-    MDNRNN,
-    pick_components,
-    rows_mm,
-)
+from dreamgym.models.mdnrnn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, MDNRNN, rows_mm
+from dreamgym.models.mixture import pick_components
 from dreamgym.models.noise import gaussian_width, normal_from_uniform
 
 
