@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dreamgym.models.mdn_kernel import DreamKernel
-from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig, pick_components, sample_mdn
+from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig, pick_components, rows_mm, sample_mdn
 from dreamgym.models.noise import draw_uniforms, normal_from_uniform
 
 CHI2_CRIT_DF4 = 18.467
@@ -136,11 +136,13 @@ def test_lstm_rows_is_the_lstm_cell() -> None:
     assert torch.allclose(got[0], want[0], atol=1e-6) and torch.allclose(got[1], want[1], atol=1e-6)
 
 
-def test_bfloat16_kernel_stays_close_to_float32() -> None:
-    """bf16 matmuls (emulated on CPUs without native bf16: small sizes only) round the gates and
-    the heads' outputs; the state and the draw stay float32 and near the float32 step's."""
+@pytest.mark.parametrize("mode", ["bfloat16", "bfloat16-emulated"])
+def test_bfloat16_kernel_stays_close_to_float32(mode: str) -> None:
+    """bf16 matmuls (torch's own kernel, emulated and slow on CPUs without native bf16: small
+    sizes only; or their numbers through float32 matmuls) round the gates and the heads'
+    outputs; the state and the draw stay float32 and near the float32 step's."""
     model = _model()
-    k32, k16 = DreamKernel(model), DreamKernel(model, torch.bfloat16)
+    k32, k16 = DreamKernel(model), DreamKernel(model, mode)
     x, c, a, u = _kernel_inputs(k32, 16)
     with torch.inference_mode():
         c32, c16 = c.clone(), c.clone()
@@ -152,8 +154,23 @@ def test_bfloat16_kernel_stays_close_to_float32() -> None:
     # the same uniforms mostly draw the same components: most z's are close
     close = (k16.z(x16) - k32.z(x32)).abs() < 0.1
     assert close.float().mean() > 0.9
-    with pytest.raises(ValueError, match="float32 or bfloat16"):
-        DreamKernel(model, torch.float16)
+    with pytest.raises(ValueError, match="matmul mode"):
+        DreamKernel(model, "float16")
+
+
+def test_emulated_bfloat16_is_torchs_bfloat16_matmul() -> None:
+    """float32 matmuls of bf16-rounded operands, the result rounded: what a bf16 matmul computes
+    (float32 sums), so the two modes differ by the sums' order only (one bf16 rounding step)."""
+    model = _model()
+    x, c, a, u = _kernel_inputs(DreamKernel(model), 16)
+    with torch.inference_mode():
+        got = {}
+        for mode in ("bfloat16", "bfloat16-emulated"):
+            gates = rows_mm(x, model.fused_weight("lstm", mode), mode)
+            got[mode] = gates
+    diff = (got["bfloat16"] - got["bfloat16-emulated"]).abs()
+    assert float((diff <= 2.0**-7 * got["bfloat16"].abs()).float().mean()) == 1.0
+    assert float((diff == 0).float().mean()) > 0.9
 
 
 # --- the dream's precision setting ----------------------------------------------------------------
@@ -174,7 +191,7 @@ def test_precision_is_a_validated_setting_and_auto_follows_the_hardware(
     assert DreamVectorEnv(world, num_envs=2, device="cpu").precision == "float32"
     monkeypatch.setattr(hardware, "native_bf16", lambda device: True)
     env = DreamVectorEnv(world, num_envs=2, device="cpu")
-    assert env.precision == "bfloat16" and env.kernel.dtype == torch.bfloat16
+    assert env.precision == "bfloat16" and env.kernel.mode == "bfloat16"
     assert DreamVectorEnv(world, 2, device="cpu", precision="float32").precision == "float32"
 
 

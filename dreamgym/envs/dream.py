@@ -38,7 +38,7 @@ from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, 
 from dreamgym.models.mdn_kernel import DreamKernel
 from dreamgym.models.noise import draw_uniforms, gaussian_width, normal_from_uniform
 from dreamgym.spaces import check_actions, encode_actions_tensor
-from dreamgym.utils.hardware import resolve_precision
+from dreamgym.utils.hardware import matmul_mode, resolve_precision
 from dreamgym.world import World
 
 __all__ = [
@@ -243,8 +243,7 @@ class DreamVectorEnv(VectorEnv):
         """The kernel (M's step at the resolved precision), the generator and the state rows."""
         self.precision = resolve_precision(settings.precision, self.device)
         """What `settings.precision` means here: "float32" or "bfloat16" (M's matmuls)."""
-        dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
-        self.kernel = DreamKernel(self.world.mdnrnn, dtype)
+        self.kernel = DreamKernel(self.world.mdnrnn, matmul_mode(self.precision, self.device))
         self._bank_sigma = torch.exp(0.5 * self.world.initial_logvar)
 
         self.generator = torch.Generator(device=self.device)

@@ -17,9 +17,10 @@ The dream (`dreamgym.envs.dream`) spends its time here, so the step is laid out 
   the done draw, so a step calls the generator once and common random numbers (`noise_groups`)
   repeat one block.
 
-Precision: the two matmuls run in `dtype` (float32, or bfloat16 where the hardware has it,
-`dreamgym.utils.hardware`); the LSTM state (h, c), the mixture's weights and the sampling are
-float32 whatever the dtype. The kernel draws what `MDNRNN.step` + `sample_mdn` draw from the same
+Precision: the two matmuls run as `mode` (`MATMUL_MODES`: float32; bfloat16 where the hardware
+has it, `dreamgym.utils.hardware`; or bfloat16's numbers through float32 matmuls where it does
+not); the LSTM state (h, c), the mixture's weights and the sampling are float32 in every mode.
+The kernel draws what `MDNRNN.step` + `sample_mdn` draw from the same
 uniforms, up to float rounding (a test holds it to that).
 """
 
@@ -30,7 +31,7 @@ from typing import NamedTuple
 
 import torch
 
-from dreamgym.models.mdnrnn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, MDNRNN, rows_mm
+from dreamgym.models.mdnrnn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, MATMUL_MODES, MDNRNN, rows_mm
 from dreamgym.models.mixture import pick_components
 from dreamgym.models.noise import gaussian_width, normal_from_uniform
 
@@ -52,11 +53,11 @@ class DreamKernel:
     a dream is the dream's own, bit for bit).
     """
 
-    def __init__(self, mdnrnn: MDNRNN, dtype: torch.dtype = torch.float32) -> None:
-        if dtype not in (torch.float32, torch.bfloat16):
-            raise ValueError(f"the dream's matmul dtype must be float32 or bfloat16, got {dtype}")
+    def __init__(self, mdnrnn: MDNRNN, mode: str = "float32") -> None:
+        if mode not in MATMUL_MODES:
+            raise ValueError(f"the dream's matmul mode must be one of {MATMUL_MODES}, got {mode!r}")
         c = mdnrnn.config
-        self.model, self.dtype = mdnrnn, dtype
+        self.model, self.mode = mdnrnn, mode
         self.latent, self.hidden, self.action = c.latent_dim, c.hidden_dim, c.action_dim
         self.mixtures = c.n_mixtures
         self.choices = c.latent_dim if c.mixture == "per_dim" else 1
@@ -110,9 +111,9 @@ class DreamKernel:
         x[:, self.ones_col + 1 :].copy_(actions)
         x_next = torch.empty_like(x)
         x_next[:, self.ones_col].fill_(1.0)
-        self.model.lstm_rows(x, c, x_next[:, lat : self.ones_col], self.dtype)
-        head = self.model.fused_weight("head", self.dtype)
-        out = rows_mm(x_next[:, lat : self.ones_col + 1], head)
+        self.model.lstm_rows(x, c, x_next[:, lat : self.ones_col], self.mode)
+        head = self.model.fused_weight("head", self.mode)
+        out = rows_mm(x_next[:, lat : self.ones_col + 1], head, self.mode)
         self._draw(out, uniforms, temperature, x_next[:, :lat])
         reward, p_done = self._reward_and_done(out)
         return x_next, reward, p_done

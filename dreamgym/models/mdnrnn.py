@@ -51,6 +51,10 @@ from dreamgym.models.mixture import (  # noqa: F401  (re-exported: their old hom
 LOG_SIGMA_MIN = -5.0
 """log σ is bounded smoothly to [LOG_SIGMA_MIN, LOG_SIGMA_MAX] so the likelihood cannot blow up."""
 LOG_SIGMA_MAX = 2.0
+MATMUL_MODES = ("float32", "bfloat16", "bfloat16-emulated")
+"""How the inference step's matmuls run: float32; bfloat16 operands on bf16 hardware (float32
+sums, a bfloat16 result); or those same numbers through float32 matmuls (operands and result
+rounded to bfloat16), for hardware where torch would emulate a bf16 matmul ~100× slower."""
 MIXTURE_KINDS = ("per_dim", "shared")
 """`per_dim`: a mixture per latent dim (the paper's code); `shared`: one mixture over all of z."""
 LEGACY_MIXTURE = "shared"
@@ -281,7 +285,7 @@ class MDNRNN(nn.Module):
         x: torch.Tensor,
         c: torch.Tensor,
         h_out: torch.Tensor,
-        dtype: torch.dtype = torch.float32,
+        mode: str = "float32",
     ) -> None:
         """The LSTM cell on state rows x = [z | h | 1 | a] (B, Z + H + 1 + A), inference only.
 
@@ -293,15 +297,16 @@ class MDNRNN(nn.Module):
         arithmetic stays float32).
         """
         hid = self.config.hidden_dim
-        gates = rows_mm(x, self.fused_weight("lstm", dtype))[:, : 4 * hid]
+        gates = rows_mm(x, self.fused_weight("lstm", mode), mode)[:, : 4 * hid]
         gates.sigmoid_()  # (i, f, o, σ(−2g)); rows of a multiple of 16 (see fused_weight)
         i, f, o, s = gates.split(hid, dim=1)
         c.mul_(f).add_(i).addcmul_(i, s, value=-2.0)  # c' = f·c + i·tanh(g)
         torch.mul(c, -2.0, out=h_out).sigmoid_()
         torch.addcmul(o, o, h_out, value=-2.0, out=h_out)  # h' = o·tanh(c')
 
-    def fused_weight(self, which: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Cached matmul operands (inputs, outputs) for the inference step, in `dtype`.
+    def fused_weight(self, which: str, mode: str = "float32") -> torch.Tensor:
+        """Cached matmul operands (inputs, outputs) for the inference step, as `mode` wants them
+        (`MATMUL_MODES`: float32, bfloat16, or float32 holding bfloat16-rounded values).
 
         "lstm": (Z + H + 1 + A, 4H padded to 16) = [W_ih(z) | W_hh | b_ih + b_hh | W_ih(a)]ᵀ, gate
         columns (i, f, o, g) with g's × −2 (see `lstm_rows`); "head": (H + 1, head_size padded to
@@ -316,15 +321,18 @@ class MDNRNN(nn.Module):
             params = (self.head.weight, self.head.bias)
         key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
         cache: dict = self.__dict__.setdefault("_fused_cache", {})
-        if (which, dtype) not in cache or cache[which, dtype][0] != key:
+        if mode not in MATMUL_MODES:
+            raise ValueError(f"matmul mode must be one of {MATMUL_MODES}, got {mode!r}")
+        if (which, mode) not in cache or cache[which, mode][0] != key:
             with torch.inference_mode(False), torch.no_grad():
-                w = (
-                    _lstm_operand(*params, self.config)
-                    if which == "lstm"
-                    else _head_operand(*params)
-                )
-                cache[which, dtype] = (key, w.to(dtype).contiguous())
-        return cache[which, dtype][1]
+                lstm = which == "lstm"
+                w = _lstm_operand(*params, self.config) if lstm else _head_operand(*params)
+                if mode != "float32":
+                    w = w.to(torch.bfloat16)
+                if mode == "bfloat16-emulated":
+                    w = w.float()
+                cache[which, mode] = (key, w.contiguous())
+        return cache[which, mode][1]
 
     def done_probability(self, done_logit: torch.Tensor) -> torch.Tensor:
         """P(done) with the training's positive weight w undone (odds divided by w), then the
@@ -333,11 +341,13 @@ class MDNRNN(nn.Module):
         return torch.sigmoid(done_logit + shift)
 
 
-def rows_mm(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """a @ w in w's dtype, the result float32 (bfloat16: `a` is rounded to it first)."""
-    if w.dtype == a.dtype:
+def rows_mm(a: torch.Tensor, w: torch.Tensor, mode: str = "float32") -> torch.Tensor:
+    """a @ w as `mode` (MATMUL_MODES) computes it; float32 in, float32 out."""
+    if mode == "float32":
         return torch.mm(a, w)
-    return torch.mm(a.to(w.dtype), w).float()
+    if mode == "bfloat16":
+        return torch.mm(a.to(torch.bfloat16), w).float()
+    return torch.mm(a.to(torch.bfloat16).float(), w).to(torch.bfloat16).float()
 
 
 def _lstm_operand(
@@ -347,7 +357,7 @@ def _lstm_operand(
     b_hh: torch.Tensor,
     config: MDNRNNConfig,
 ) -> torch.Tensor:
-    """`MDNRNN.fused_weight("lstm")` before the dtype: rows in the state row's order."""
+    """`MDNRNN.fused_weight("lstm")` before rounding: rows in the state row's order."""
     hid, lat = config.hidden_dim, config.latent_dim
     bias = (b_ih + b_hh).unsqueeze(1)
     w = torch.cat([w_ih[:, :lat], w_hh, bias, w_ih[:, lat:]], dim=1).float()
@@ -361,7 +371,7 @@ def _lstm_operand(
 
 
 def _head_operand(weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """`MDNRNN.fused_weight("head")` before the dtype: [W | b]ᵀ, outputs padded with zero
+    """`MDNRNN.fused_weight("head")` before rounding: [W | b]ᵀ, outputs padded with zero
     columns to a multiple of 16 (MKL's sgemm ran ~1.3× faster on the paper's CarRacing head:
     482 → 496 outputs)."""
     w = torch.cat([weight, bias.unsqueeze(1)], dim=1).float()

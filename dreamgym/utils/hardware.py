@@ -65,6 +65,15 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def matmul_mode(precision: str, device: torch.device) -> str:
+    """How a resolved precision's matmuls run on `device` (`dreamgym.models.mdnrnn.MATMUL_MODES`):
+    "float32", "bfloat16", or "bfloat16-emulated" (bf16's numbers through float32 matmuls where
+    the hardware has no bf16: the same results at float32's speed instead of torch's 1%)."""
+    if resolve_precision(precision, device) == "float32":
+        return "float32"
+    return "bfloat16" if native_bf16(device) else "bfloat16-emulated"
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """ "float32" or "bfloat16": what `precision` means on `device` ("auto": bf16 if native)."""
     if check_precision(precision) == "auto":
