@@ -71,10 +71,11 @@ def dream_step_flops(m: ModelSize) -> dict[str, int]:
     - elementwise (an estimate, each add/mul/exp/log/sigmoid/tanh counted as one FLOP):
       LSTM 2 bias adds (8H) + 3 sigmoid and 2 tanh (5H) + c' = f·c + i·g (3H) + h' = o·tanh(c') (H)
       = 17H; heads: head bias (K+2KZ+2), log-softmax (≈4K), bounded log σ (≈4KZ);
-      sampling: Gumbel-max (≈4K), σ = exp(log σ)·√τ and z = μ + σ·ε (4Z), done (≈4).
+      sampling: the mixture draw (≈4K per choice; counted as it was for Gumbel-max, so figures
+      compare across versions), σ = exp(log σ)·√τ and z = μ + σ·ε (4Z), done (≈4).
     """
     z, a, h, k = m.latent, m.action, m.hidden, m.mixtures
-    logits = k if m.mixture == "shared" else k * z  # per dim: log-softmax and Gumbel on K·Z
+    logits = k if m.mixture == "shared" else k * z  # per dim: softmax and the draw on K·Z
     head_out = logits + 2 * k * z + 2
     lstm = 2 * 4 * h * (z + a + h)
     heads = 2 * h * head_out

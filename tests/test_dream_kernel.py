@@ -223,3 +223,51 @@ def test_precision_reaches_the_spec_kwargs() -> None:
     assert env.spec.kwargs["precision"] == "float32"
     assert env.unwrapped.core.precision == "float32"
     env.close()
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_rows_split_across_threads_step_as_one_batch(threads: int) -> None:
+    """With several torch threads the batch is split across threads: the same numbers."""
+    from dreamgym.models.mdn_kernel import MIN_SPLIT_ROWS, split_rows
+    from dreamgym.utils.threads import torch_threads
+
+    model = _model()
+    kernel = DreamKernel(model)
+    b = 2 * MIN_SPLIT_ROWS + 7
+    x, c, a, u = _kernel_inputs(kernel, b)
+    with torch.inference_mode():
+        with torch_threads(1):
+            assert len(split_rows(b, torch.device("cpu"))) == 1
+            one = kernel.step(x.clone(), c.clone(), a, u, 0.8)
+        with torch_threads(threads):
+            assert len(split_rows(b, torch.device("cpu"))) == 2
+            c_split = c.clone()
+            split = kernel.step(x.clone(), c_split, a, u, 0.8)
+    for got, want in zip(split, one, strict=True):
+        assert torch.equal(got, want)
+    assert split_rows(b, torch.device("cuda")) == [slice(0, b)]
+
+
+def test_the_dream_is_the_same_on_one_thread_and_on_two() -> None:
+    from conftest import build_tiny_world
+
+    from dreamgym.envs.dream import DreamVectorEnv
+    from dreamgym.models.mdn_kernel import MIN_SPLIT_ROWS
+    from dreamgym.utils.threads import torch_threads
+
+    world = build_tiny_world(discrete=False, done_logit=-2.0)
+    n = 2 * MIN_SPLIT_ROWS
+    actions = torch.rand(8, n, 3, generator=torch.Generator().manual_seed(9))
+
+    def run(threads: int) -> list[torch.Tensor]:
+        env = DreamVectorEnv(world, num_envs=n, device="cpu", noise_groups=16)
+        out = [env.reset_tensors(seed=3).clone()]
+        with torch_threads(threads):
+            for a in actions:
+                step = env.step_tensors(a)
+                out += [step.obs.clone(), step.reward, step.done]
+            assert torch.get_num_threads() == threads  # the step gives the setting back
+        return out
+
+    for one, two in zip(run(1), run(2), strict=True):
+        assert torch.equal(one, two)

@@ -35,10 +35,11 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, check_temperature
-from dreamgym.models.mdn_kernel import DreamKernel
+from dreamgym.models.mdn_kernel import DreamKernel, split_rows
 from dreamgym.models.noise import draw_uniforms, gaussian_width, normal_from_uniform
 from dreamgym.spaces import check_actions, encode_actions_tensor
 from dreamgym.utils.hardware import matmul_mode, resolve_precision
+from dreamgym.utils.threads import torch_threads
 from dreamgym.world import World
 
 __all__ = [
@@ -356,13 +357,20 @@ class DreamVectorEnv(VectorEnv):
         if validate:
             self.check_action_tensor(actions)
         pending = self._needs_reset if self.autoreset_mode == AutoresetMode.NEXT_STEP else None
+        parts = split_rows(self.num_envs, self.device)
+        with torch_threads(1 if len(parts) > 1 else None):  # see split_rows
+            return self._step(actions, pending, parts)
 
+    def _step(
+        self, actions: torch.Tensor, pending: torch.Tensor | None, parts: list[slice]
+    ) -> DreamStep:
+        """`step_tensors` after its checks: the kernel's step on `parts`, then the episode ends."""
         noise = self.kernel.noise
         u = draw_uniforms(
             self.num_envs, noise.width, self.generator, self.device, self.noise_groups
         )
         self._x, reward, p_done = self.kernel.step(
-            self._x, self._c, self.encode_actions(actions), u, self.temperature
+            self._x, self._c, self.encode_actions(actions), u, self.temperature, parts
         )
         self._t.add_(1)
         if self.termination == "sample":

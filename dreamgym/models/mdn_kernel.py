@@ -27,6 +27,7 @@ uniforms, up to float rounding (a test holds it to that).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import torch
@@ -66,6 +67,7 @@ class DreamKernel:
         self.width = self.ones_col + 1 + c.action_dim
         """Columns of a state row [z | h | 1 | a]."""
         gauss = gaussian_width(c.latent_dim)
+        self._tail_row: torch.Tensor | None = None
         self.noise = StepNoise(
             slice(0, self.choices),
             slice(self.choices, self.choices + gauss),
@@ -100,23 +102,55 @@ class DreamKernel:
         actions: torch.Tensor,
         uniforms: torch.Tensor,
         temperature: float,
+        parts: list[slice] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step of every row: → (next rows, reward (B,), P(done) (B,)).
 
         `x` (B, width) are the current rows (their action columns are overwritten with the
         encoded `actions`, nothing else of them changes), `c` (B, H) is updated in place, and
-        `uniforms` is the step's noise block (B, ≥ `noise.width` − 1; see `StepNoise`).
+        `uniforms` is the step's noise block (B, ≥ `noise.width` − 1; see `StepNoise`). `parts`
+        (default: `split_rows`) are row ranges stepped side by side on threads of their own, each
+        running torch on one thread; the caller keeps its own ops on one thread meanwhile
+        (`torch_threads(1)`), or the parts' matmuls would each start a team of threads.
         """
+        b = x.shape[0]
+        self._tail(x.device)  # made here, read by the threads
+        x_next = torch.empty_like(x)
+        reward = torch.empty(b, device=x.device)
+        p_done = torch.empty(b, device=x.device)
+        args = (x, c, actions, uniforms, x_next, reward, p_done)
+        parts = split_rows(b, x.device) if parts is None else parts
+        if len(parts) == 1:
+            self._step_rows(args, temperature)
+        else:
+            pool = _pool(len(parts))
+            done = [pool.submit(self._step_part, args, rows, temperature) for rows in parts]
+            for future in done:
+                future.result()
+        return x_next, reward, p_done
+
+    def _tail(self, device: torch.device) -> torch.Tensor:
+        """[1, 0, …, 0]: the columns of a new row after h (the ones, then a placeholder action)."""
+        if self._tail_row is None or self._tail_row.device != device:
+            self._tail_row = torch.zeros(self.width - self.ones_col, device=device)
+            self._tail_row[0] = 1.0
+        return self._tail_row
+
+    def _step_part(self, args: tuple[torch.Tensor, ...], rows: slice, temperature: float) -> None:
+        """`_step_rows` on `rows` of every tensor, on a pool thread (one torch thread each)."""
+        with torch.inference_mode():
+            self._step_rows(tuple(t[rows] for t in args), temperature)
+
+    def _step_rows(self, args: tuple[torch.Tensor, ...], temperature: float) -> None:
+        x, c, actions, uniforms, x_next, reward, p_done = args
         lat = self.latent
         x[:, self.ones_col + 1 :].copy_(actions)
-        x_next = torch.empty_like(x)
-        x_next[:, self.ones_col].fill_(1.0)
+        x_next[:, self.ones_col :].copy_(self._tail(x.device))  # [1 | a = 0]
         self.model.lstm_rows(x, c, x_next[:, lat : self.ones_col], self.mode)
         head = self.model.fused_weight("head", self.mode)
         out = rows_mm(x_next[:, lat : self.ones_col + 1], head, self.mode)
         self._draw(out, uniforms, temperature, x_next[:, :lat])
-        reward, p_done = self._reward_and_done(out)
-        return x_next, reward, p_done
+        self._reward_and_done(out, reward, p_done)
 
     def _draw(
         self, out: torch.Tensor, uniforms: torch.Tensor, temperature: float, z_out: torch.Tensor
@@ -130,22 +164,65 @@ class DreamKernel:
             logits, uniforms[:, self.noise.choices], temperature, values
         ).unbind(1)
         # σ·√τ = exp(MIN + (MAX − MIN)·sigmoid(raw) + ½ log τ): the bound of `_split_heads`.
-        # sigmoid as 1 / (1 + exp(−raw)): torch's CPU sigmoid rounds the last elements of a
-        # contiguous tensor (its scalar tail) differently from the rest, and rows that share
-        # their noise (CRN) must stay bit-identical wherever they sit in the batch.
         shift = LOG_SIGMA_MIN + 0.5 * math.log(temperature)
-        sigmoid = raw.neg_().exp_().add_(1.0).reciprocal_()
-        sigma = sigmoid.mul_(LOG_SIGMA_MAX - LOG_SIGMA_MIN).add_(shift).exp_()
+        sigma = _sigmoid_(raw).mul_(LOG_SIGMA_MAX - LOG_SIGMA_MIN).add_(shift).exp_()
         eps = normal_from_uniform(uniforms[:, self.noise.gaussians], lat)
         torch.addcmul(mu, sigma, eps, out=z_out)
 
-    def _reward_and_done(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reward_and_done(
+        self, out: torch.Tensor, reward: torch.Tensor, p_done: torch.Tensor
+    ) -> None:
         """The expected reward and P(done) (the training weight undone, the offset added)."""
         c = self.model.config
         col = self.n_logits + 2 * self.mixtures * self.latent
         if c.has_reward_events:
-            reward = out[:, col + 1] + c.reward_event * torch.sigmoid(out[:, col])
+            _sigmoid_(reward.copy_(out[:, col])).mul_(c.reward_event).add_(out[:, col + 1])
             col += 1
         else:
-            reward = out[:, col].clone()
-        return reward, self.model.done_probability(out[:, col + 1])
+            reward.copy_(out[:, col])
+        # P(done) as `MDNRNN.done_probability`: the training weight undone, the offset added
+        shift = c.done_logit_offset - math.log(c.done_pos_weight)
+        _sigmoid_(p_done.copy_(out[:, col + 1]).add_(shift))
+
+
+def _sigmoid_(t: torch.Tensor) -> torch.Tensor:
+    """In-place sigmoid as 1 / (1 + exp(−t)): torch's CPU sigmoid rounds the last elements of a
+    contiguous tensor (its scalar tail) differently from the rest, and a row must come out the
+    same wherever it sits in the batch (rows that share their noise, CRN, are bit-identical;
+    a batch split across threads dreams what the whole batch dreams)."""
+    return t.neg_().exp_().add_(1.0).reciprocal_()
+
+
+MIN_SPLIT_ROWS = 256
+"""Fewest rows a thread steps on its own: below it, a thread's share is too small to pay for
+handing it over."""
+
+
+def split_rows(batch: int, device: torch.device) -> list[slice]:
+    """The row ranges a CPU step runs on separate threads: one per torch thread (at most one per
+    MIN_SPLIT_ROWS rows), or the whole batch (one thread, or a GPU).
+
+    Why threads of our own and not torch's intra-op threads: a step is ~40 ops, most of them too
+    small for torch to parallelise, and each parallel one is a fork and a join of the OpenMP
+    team, where every thread must be running: on a machine with other jobs, a join waits for a
+    descheduled thread, and 2 intra-op threads ran a 1,024-env step 17× SLOWER than one
+    (measured at load 3–4 on 2 cores). Parts of the batch stepped side by side, each on one
+    thread, share nothing but the weights (torch releases the GIL inside every op) and meet
+    once per step. Every row is computed by the same ops either way: the dream does not change.
+    """
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    parts = max(1, min(threads, batch // MIN_SPLIT_ROWS))
+    bounds = [batch * i // parts for i in range(parts + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """A process-wide pool of `size` threads that run torch on one thread each."""
+    if size not in _POOLS:
+        _POOLS[size] = ThreadPoolExecutor(
+            size, thread_name_prefix="dream-step", initializer=torch.set_num_threads, initargs=(1,)
+        )
+    return _POOLS[size]
