@@ -8,9 +8,15 @@ ratios compare like with like on a machine whose load changes over time:
   numpy `step` at 1024;
 - the same model stepped env by env in a Python loop (16 separate `num_envs=1` cores);
 - the real `CarRacing-v3` with random actions;
-- float32 matmul GFLOP/s (1024×1024 @ 1024×1024) on the same threads: the FLOP limit.
+- float32 and bfloat16 matmul GFLOP/s (N×N @ N×N; N = 1024 on CPU, 8192 on CUDA) on the same
+  threads: the FLOP limit of each precision. Each dream row is a share of the rate of the
+  precision its matmuls run in (`--precision`, the dream's `DreamSettings.precision`).
+
+The header names the CPU (model, its SIMD/bf16 flags) or the GPU, so a table says what machine's
+limit it measured. `--device cuda` runs unchanged on a GPU, with batches up to 65,536 envs.
 
 Usage: python benchmarks/dream_throughput.py [--threads 1,2] [--device cpu] [--steps 100]
+           [--precision auto|float32|bfloat16[,...]]
 See benchmarks/README.md for what each column means.
 """
 
@@ -26,17 +32,24 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamgym.envs.dream import DreamVectorEnv, resolve_device
+from dreamgym.envs.dream import DreamVectorEnv, dream_precision, resolve_device
 from dreamgym.envs.real import make_real_env
+from dreamgym.utils.hardware import BF16_CPU_FLAGS, cpu_flags, cpu_model, native_bf16
 from dreamgym.world import World
 
 ENV_ID = "CarRacing-v3"
 NUM_ENVS = (1, 16, 256, 1024, 4096)
+CUDA_NUM_ENVS = (1024, 4096, 16384, 65536)
+"""Default batch sizes on a GPU, which needs far larger batches than a CPU core to fill."""
 REFERENCE_ENVS = 1024
 """The batch size the targets are stated at."""
 LOOP_ENVS = 16
 """Separate one-env cores stepped one after another in the per-env loop."""
-MATMUL_SIZE = 1024
+MATMUL_SIZE = {"cpu": 1024, "cuda": 8192}
+"""N of the N×N @ N×N matmul that measures the FLOP limit (a GPU needs a larger one)."""
+SHOWN_FLAGS = ("avx2", "fma", "avx512f", *BF16_CPU_FLAGS, "amx_tile")
+"""CPU flags the header names: what decides the float32 and bfloat16 matmul rates."""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -58,10 +71,11 @@ def dream_step_flops(m: ModelSize) -> dict[str, int]:
     - elementwise (an estimate, each add/mul/exp/log/sigmoid/tanh counted as one FLOP):
       LSTM 2 bias adds (8H) + 3 sigmoid and 2 tanh (5H) + c' = f·c + i·g (3H) + h' = o·tanh(c') (H)
       = 17H; heads: head bias (K+2KZ+2), log-softmax (≈4K), bounded log σ (≈4KZ);
-      sampling: Gumbel-max (≈4K), σ = exp(log σ)·√τ and z = μ + σ·ε (4Z), done (≈4).
+      sampling: the mixture draw (≈4K per choice; counted as it was for Gumbel-max, so figures
+      compare across versions), σ = exp(log σ)·√τ and z = μ + σ·ε (4Z), done (≈4).
     """
     z, a, h, k = m.latent, m.action, m.hidden, m.mixtures
-    logits = k if m.mixture == "shared" else k * z  # per dim: log-softmax and Gumbel on K·Z
+    logits = k if m.mixture == "shared" else k * z  # per dim: softmax and the draw on K·Z
     head_out = logits + 2 * k * z + 2
     lstm = 2 * 4 * h * (z + a + h)
     heads = 2 * h * head_out
@@ -74,7 +88,9 @@ class Bench:
 
     On a shared machine other jobs steal time unevenly; the best of several runs is the least
     disturbed one, and sampling the matmul rate between all the other timings makes its best
-    (the FLOP limit) come from the same stretch of time as theirs.
+    (the FLOP limit) come from the same stretch of time as theirs. The float32 rate, and the
+    bfloat16 rate where the hardware does bf16 natively, are sampled that way; an emulated
+    bfloat16 matmul is 100× slower, so it is measured once, on a 256×256 matmul.
     """
 
     def __init__(self, device: torch.device, repeats: int, clock: str = "wall") -> None:
@@ -83,24 +99,37 @@ class Bench:
         # "cpu": process CPU time, which does not count the time other jobs hold the core
         # (per CPU-second with several threads); "wall": elapsed time.
         self.clock = time.process_time if clock == "cpu" else time.perf_counter
-        n = MATMUL_SIZE
-        self._a = torch.randn(n, n, device=device)
-        self._b = torch.randn(n, n, device=device)
-        self.matmul_gflops = 0.0
+        self.bf16_native = native_bf16(device)
+        self.rates = {name: 0.0 for name in DTYPES}
+        """Best GFLOP/s of an N×N @ N×N matmul per dtype name: each precision's FLOP limit."""
+        n = MATMUL_SIZE.get(device.type, 1024)
+        sizes = {"float32": n, "bfloat16": n if self.bf16_native else 256}
+        self._mats = {
+            name: [torch.randn(sizes[name], sizes[name], device=device, dtype=dt) for _ in "ab"]
+            for name, dt in DTYPES.items()
+        }
+        self._sampled = ("float32", "bfloat16") if self.bf16_native else ("float32",)
+        if not self.bf16_native:
+            self._sample_matmul("bfloat16", iters=1)
 
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
 
-    def _sample_matmul(self, iters: int = 4) -> None:
-        torch.mm(self._a, self._b)
+    def _sample_matmul(self, name: str, iters: int = 4) -> None:
+        a, b = self._mats[name]
+        torch.mm(a, b)
         self.sync()
         t0 = self.clock()
         for _ in range(iters):
-            torch.mm(self._a, self._b)
+            torch.mm(a, b)
         self.sync()
-        rate = iters * 2 * MATMUL_SIZE**3 / (self.clock() - t0) / 1e9
-        self.matmul_gflops = max(self.matmul_gflops, rate)
+        rate = iters * 2 * a.shape[0] ** 3 / (self.clock() - t0) / 1e9
+        self.rates[name] = max(self.rates[name], rate)
+
+    def _sample_all(self) -> None:
+        for name in self._sampled:
+            self._sample_matmul(name)
 
     def rate(self, fn: Callable[[], None], items: int) -> float:
         """Best items/s of `fn` (one call = `items` items) over the repeats, after a warm-up."""
@@ -108,12 +137,12 @@ class Bench:
         self.sync()
         best = 0.0
         for _ in range(self.repeats):
-            self._sample_matmul()
+            self._sample_all()
             t0 = self.clock()
             fn()
             self.sync()
             best = max(best, items / (self.clock() - t0))
-        self._sample_matmul()
+        self._sample_all()
         return best
 
 
@@ -124,9 +153,9 @@ def random_action_tensor(venv: DreamVectorEnv, gen: torch.Generator) -> torch.Te
     return (low + (high - low) * u).to(venv.device)
 
 
-def dream_rate(bench: Bench, world: World, n: int, steps: int) -> float:
+def dream_rate(bench: Bench, world: World, n: int, steps: int, precision: str) -> float:
     """env-steps/s of `step_tensors` with `n` envs (actions pre-drawn on the device)."""
-    venv = DreamVectorEnv(world, num_envs=n, device=bench.device)
+    venv = DreamVectorEnv(world, num_envs=n, device=bench.device, precision=precision)
     venv.reset_tensors(seed=0)
     actions = [random_action_tensor(venv, torch.Generator().manual_seed(i)) for i in range(8)]
 
@@ -137,9 +166,9 @@ def dream_rate(bench: Bench, world: World, n: int, steps: int) -> float:
     return bench.rate(run, n * steps)
 
 
-def dream_numpy_rate(bench: Bench, world: World, n: int, steps: int) -> float:
+def dream_numpy_rate(bench: Bench, world: World, n: int, steps: int, precision: str) -> float:
     """env-steps/s of the Gymnasium `step` (numpy actions in, numpy arrays out)."""
-    venv = DreamVectorEnv(world, num_envs=n, device=bench.device)
+    venv = DreamVectorEnv(world, num_envs=n, device=bench.device, precision=precision)
     venv.reset(seed=0)
     rng = np.random.default_rng(0)
     space = venv.single_action_space
@@ -199,13 +228,30 @@ def load_average() -> str:
         return "n/a"
 
 
-def main(argv: list[str] | None = None) -> None:
+def machine() -> str:
+    """The device's name: the GPU, or the CPU's model and the flags that set its matmul rates."""
+    cpu = f"CPU {cpu_model()} ({os.cpu_count()} cores; flags: "
+    flags = set(cpu_flags())
+    cpu += " ".join(f for f in SHOWN_FLAGS if f in flags) or "none of " + " ".join(SHOWN_FLAGS)
+    cpu += ")"
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name()}; {cpu}"
+    return cpu
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", default="1", help="torch threads, comma-separated (e.g. 1,2)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--steps", type=int, default=100, help="batched dream steps per timing")
     parser.add_argument("--repeats", type=int, default=5, help="timings per cell; the best is kept")
     parser.add_argument("--real-steps", type=int, default=300, help="real CarRacing steps timed")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="the dream's precision(s), comma-separated: auto (bfloat16 where native), float32, "
+        "bfloat16 (emulated bfloat16 is ~25× slower: use small --num-envs)",
+    )
     parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),
@@ -214,74 +260,88 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--num-envs",
-        default=",".join(map(str, NUM_ENVS)),
-        help="dream batch sizes, comma-separated",
+        default=None,
+        help="dream batch sizes, comma-separated (default: "
+        f"{','.join(map(str, NUM_ENVS))}; on CUDA {','.join(map(str, CUDA_NUM_ENVS))})",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def table(args: argparse.Namespace, world: World, threads: int, sizes: list[int]) -> None:
+    """One thread count's table: dream rows per precision, the loop, the real env."""
+    device, per_env = resolve_device(args.device), sum(dream_step_flops(model_size(world)).values())
+    torch.set_num_threads(threads)
+    bench = Bench(device, args.repeats, args.clock)
+    real = real_rate(bench, args.real_steps)
+    loop = per_env_loop_rate(bench, world, args.steps)
+    precisions = dict.fromkeys(dream_precision(p, device) for p in args.precision.split(","))
+    rows: list[tuple[str, str, float]] = []
+    for precision in precisions:
+        for n in sizes:
+            steps = args.steps if n >= 16 else args.steps * 4
+            rate = dream_rate(bench, world, n, steps, precision)
+            rows.append((f"dream step_tensors, {n} envs", precision, rate))
+        if REFERENCE_ENVS in sizes:
+            rate = dream_numpy_rate(bench, world, REFERENCE_ENVS, args.steps, precision)
+            rows.append((f"dream numpy step, {REFERENCE_ENVS} envs", precision, rate))
+    rows.append((f"dream per-env loop ({LOOP_ENVS} × num_envs=1)", "float32", loop))
+    rows.append((f"real {ENV_ID}, random actions", "", real))
+    rates = ", ".join(f"{k} {v:.1f}" for k, v in bench.rates.items())
+    emulated = "" if bench.bf16_native else " (bfloat16 emulated, 256×256)"
+    print(
+        f"\n## {threads} thread(s), {args.clock} clock — matmul GFLOP/s: {rates}{emulated}; "
+        f"load {load_average()}\n"
+    )
+    print("| what | precision | env-steps/s | × real | × per-env loop | GFLOP/s | % of matmul |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, precision, rate in rows:
+        is_dream = name.startswith("dream")
+        gf = rate * per_env / 1e9
+        share = 100 * gf / bench.rates[precision] if is_dream else float("nan")
+        cells = [name, precision, f"{rate:,.0f}", f"{rate / real:,.1f}"]
+        cells += [f"{rate / loop:,.1f}", f"{gf:.1f}", f"{share:.0f}%"] if is_dream else ["", "", ""]
+        print("| " + " | ".join(cells) + " |")
+        if name == f"dream step_tensors, {REFERENCE_ENVS} envs":
+            print_targets(rate, real, loop, share, precision)
+
+
+def print_targets(rate: float, real: float, loop: float, share: float, precision: str) -> None:
+    target = "≥ 40% of bf16" if precision == "bfloat16" else "≥ 60% of float32"
+    print(
+        f"|  ↳ at {REFERENCE_ENVS} envs ({precision}): {rate / real:,.0f}× real (target ≥ 1000×), "
+        f"{rate / loop:,.0f}× the per-env loop (target ≥ 20×), {share:.0f}% of the matmul rate "
+        f"(target {target}) | | | | | | |"
+    )
+
+
+def model_size(world: World) -> ModelSize:
+    cfg = world.mdnrnn.config
+    return ModelSize(cfg.latent_dim, cfg.action_dim, cfg.hidden_dim, cfg.n_mixtures, cfg.mixture)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     device = resolve_device(args.device)
     thread_counts = [int(t) for t in args.threads.split(",")]
-    sizes = [int(n) for n in args.num_envs.split(",")]
+    default_sizes = CUDA_NUM_ENVS if device.type == "cuda" else NUM_ENVS
+    sizes = [int(n) for n in args.num_envs.split(",")] if args.num_envs else list(default_sizes)
 
     world = World.untrained(ENV_ID, n_initial=2).to(device)
-    cfg = world.mdnrnn.config
-    m = ModelSize(cfg.latent_dim, cfg.action_dim, cfg.hidden_dim, cfg.n_mixtures, cfg.mixture)
+    m = model_size(world)
     flops = dream_step_flops(m)
-    per_env = sum(flops.values())
     print(
         f"# dream throughput — {ENV_ID} world (untrained), device {device}, torch {torch.__version__}"
     )
+    print(f"machine: {machine()}")
     print(
         f"model: latent {m.latent}, action {m.action}, hidden {m.hidden}, K {m.mixtures} "
         f"({m.mixture}); "
         f"FLOPs per env-step: LSTM {flops['lstm']:,} + heads {flops['heads']:,} + "
-        f"elementwise ≈{flops['elementwise']:,} = {per_env:,}"
+        f"elementwise ≈{flops['elementwise']:,} = {sum(flops.values()):,}"
     )
     print(f"load average (1, 5, 15 min) at start: {load_average()}; cores: {os.cpu_count()}")
-
     for threads in thread_counts:
-        torch.set_num_threads(threads)
-        bench = Bench(device, args.repeats, args.clock)
-        real = real_rate(bench, args.real_steps)
-        loop = per_env_loop_rate(bench, world, args.steps)
-        rows: list[tuple[str, float]] = []
-        ref = None
-        for n in sizes:
-            steps = args.steps if n >= 16 else args.steps * 4
-            rate = dream_rate(bench, world, n, steps)
-            rows.append((f"dream step_tensors, {n} envs", rate))
-            if n == REFERENCE_ENVS:
-                ref = rate
-        if REFERENCE_ENVS in sizes:
-            rate = dream_numpy_rate(bench, world, REFERENCE_ENVS, args.steps)
-            rows.append((f"dream numpy step, {REFERENCE_ENVS} envs", rate))
-        rows.append((f"dream per-env loop ({LOOP_ENVS} × num_envs=1)", loop))
-        rows.append((f"real {ENV_ID}, random actions", real))
-        gflops = bench.matmul_gflops
-
-        print(
-            f"\n## {threads} thread(s), {args.clock} clock — matmul {gflops:.1f} GFLOP/s, "
-            f"load {load_average()}\n"
-        )
-        print("| what | env-steps/s | × real | × per-env loop | GFLOP/s | % of matmul |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, rate in rows:
-            is_dream = name.startswith("dream")
-            gf = rate * per_env / 1e9 if is_dream else float("nan")
-            cells = [
-                name,
-                f"{rate:,.0f}",
-                f"{rate / real:,.1f}",
-                f"{rate / loop:,.1f}" if is_dream else "",
-                f"{gf:.1f}" if is_dream else "",
-                f"{100 * gf / gflops:.0f}%" if is_dream else "",
-            ]
-            print("| " + " | ".join(cells) + " |")
-        if ref is not None:
-            print(
-                f"\nat {REFERENCE_ENVS} envs: {ref / real:,.0f}× real (target ≥ 1000×), "
-                f"{ref / loop:,.0f}× the per-env loop (target ≥ 20×), "
-                f"{100 * ref * per_env / 1e9 / gflops:.0f}% of the matmul FLOP rate (target ≥ 60%)"
-            )
+        table(args, world, threads, sizes)
 
 
 if __name__ == "__main__":

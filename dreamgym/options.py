@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING, Any
 from dreamgym.envs.settings import TERMINATION_MODES, DreamSettings
 from dreamgym.runners import LOCAL
 from dreamgym.utils import validate
+from dreamgym.utils.hardware import PRECISION_HELP, PRECISIONS
 from dreamgym.utils.options import deprecated_aliases, option
 
 if TYPE_CHECKING:
     from dreamgym.world import World
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-"""The dream's arithmetic: "auto" (the dream's choice for its device), float32 or bfloat16."""
 MAX_STEPS_ALIASES = ("max_episode_steps",)
 """`--max-episode-steps` (sb3's and train's old spelling) still works, with a warning."""
 RAY_HELP = (
@@ -118,9 +117,7 @@ class DreamRunOptions(_Group):
     )
     max_steps: int | None = _max_steps()
     device: str = option("auto", "device of the dream: auto, cpu or cuda")
-    precision: str = option(
-        "auto", "the dream's arithmetic: auto, float32 or bfloat16", choices=PRECISIONS
-    )
+    precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -169,11 +166,9 @@ class DreamOptions(DreamRunOptions, _WorldOption):
 
 
 def precision_setting(precision: str) -> dict[str, str]:
-    """`{"precision": precision}` for `DreamSettings(...)`, or nothing where the dream has no
-    precision setting (the dream core then runs as it always does)."""
+    """`{"precision": precision}` for `DreamSettings(...)`, checked (one line naming the choices)."""
     check_choice("precision", precision, PRECISIONS)
-    has_it = any(f.name == "precision" for f in dataclasses.fields(DreamSettings))
-    return {"precision": precision} if has_it else {}
+    return {"precision": precision}
 
 
 def threshold_note(record: dict[str, Any] | None) -> str:

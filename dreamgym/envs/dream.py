@@ -12,6 +12,11 @@ One dream step, for every env in the batch (Ha & Schmidhuber 2018, §2.2 and §4
 3. the reward is M's reward head; termination is decided from M's done head (see below);
 4. the episode is truncated at `max_episode_steps`.
 
+Steps 1–3 are `dreamgym.models.mdn_kernel.DreamKernel`: two matmuls on one row per env,
+[z | h | 1 | a], and elementwise ops, with all of a step's noise drawn as one block of uniforms.
+`precision` says what the matmuls run in (bfloat16 only where the hardware has it, by default);
+the state and the sampling are float32 always. Same seed → same dream, within one precision.
+
 Termination: `termination="sample"` (default) draws done ~ Bernoulli(p) with p the done
 probability, the done head's training weight undone so that p is the model's estimate of the real
 rate; `termination="threshold"` ends the episode when p > `done_threshold` (deterministic given the
@@ -29,52 +34,31 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from dreamgym.envs.device import DEVICE_TYPES, dream_precision, resolve_device
 from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, check_temperature
-from dreamgym.models.mdnrnn import sample_mdn
-from dreamgym.models.noise import draw_grouped
+from dreamgym.models.mdn_kernel import DreamKernel, split_rows
+from dreamgym.models.noise import draw_uniforms, gaussian_width, normal_from_uniform
 from dreamgym.spaces import check_actions, encode_actions_tensor
+from dreamgym.utils.hardware import matmul_mode, resolve_precision
+from dreamgym.utils.threads import torch_threads
 from dreamgym.utils.validate import check_int, check_seed
 from dreamgym.world import World
 
 __all__ = [
+    "DEVICE_TYPES",
     "OBS_MODES",
     "RENDER_FPS",
     "TERMINATION_MODES",
     "DreamSettings",
     "DreamStep",
     "DreamVectorEnv",
+    "dream_precision",
     "observation_space_for",
     "resolve_device",
 ]
 
 RENDER_FPS = 50
 """Frames per second a rendered dream is meant to be shown at."""
-DEVICE_TYPES = ("cpu", "cuda")
-"""Devices the dream runs on (others lack ops it needs or were never tested)."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto" → CUDA when available, else CPU; "cuda" without CUDA is a clear error."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but this torch build sees no CUDA device; "
-            'use device="cpu", or device="auto" to fall back to the CPU'
-        )
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from e
-    if resolved.type not in DEVICE_TYPES:
-        raise ValueError(
-            f"device={device!r} is not supported by the dream; use 'auto', 'cpu' or 'cuda'"
-        )
-    return resolved
-
-
 def observation_space_for(world: World, obs_mode: str) -> gym.spaces.Box:
     """The single-env observation space of `world` in `obs_mode`."""
     if obs_mode == "zh":
@@ -144,13 +128,17 @@ class DreamVectorEnv(VectorEnv):
     `world` (bundle directory, bundled name or `World`), `num_envs`, `render_mode`
     ("rgb_array"), `autoreset_mode`, and the dream's settings (`DreamSettings`), given either as
     `settings=` or as the keywords `obs_mode`, `temperature` (τ; default: the world's), `device`
-    ("auto" | "cpu" | "cuda"), `max_episode_steps`, `termination`, `done_threshold`.
+    ("auto" | "cpu" | "cuda"), `max_episode_steps`, `termination`, `done_threshold`,
+    `precision` (M's matmuls: "auto" | "float32" | "bfloat16"; auto = bfloat16 only where the
+    hardware has it; the resolved choice is `self.precision`).
     `noise_groups` R (optional, a divisor of `num_envs`): envs i ≡ j (mod R) draw the same random
     numbers at every reset and step (common random numbers, `dreamgym.models.noise`; the CMA-ES
     evaluator's P candidates × R rollouts layout).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; since then: termination modes, calibration, noise groups, and
+      `precision` with the inverse-CDF mixture draw (the same distribution as before, other
+      random numbers: a seed dreams another dream than it did before that change).
     """
 
     metadata: dict[str, Any] = {
@@ -173,6 +161,7 @@ class DreamVectorEnv(VectorEnv):
         done_threshold: float = 0.5,
         settings: DreamSettings | None = None,
         noise_groups: int | None = None,
+        precision: str = "auto",
     ) -> None:
         check_int(num_envs, "num_envs", "DreamVectorEnv", minimum=1)
         self.noise_groups = _check_noise_groups(noise_groups, int(num_envs))
@@ -184,6 +173,7 @@ class DreamVectorEnv(VectorEnv):
             max_episode_steps=max_episode_steps,
             termination=termination,
             done_threshold=done_threshold,
+            precision=precision,
         )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -220,11 +210,21 @@ class DreamVectorEnv(VectorEnv):
             self._low = torch.as_tensor(self.single_action_space.low, device=self.device)
             self._high = torch.as_tensor(self.single_action_space.high, device=self.device)
 
+        self._init_state(settings)
+
+    def _init_state(self, settings: DreamSettings) -> None:
+        """The kernel (M's step at the resolved precision), the generator and the state rows."""
+        self.precision = resolve_precision(settings.precision, self.device)
+        """What `settings.precision` means here: "float32" or "bfloat16" (M's matmuls)."""
+        self.kernel = DreamKernel(self.world.mdnrnn, matmul_mode(self.precision, self.device))
+        self._bank_sigma = torch.exp(0.5 * self.world.initial_logvar)
+
         self.generator = torch.Generator(device=self.device)
         self._seeded = False
-        n, z, h = self.num_envs, self.world.latent_dim, self.world.hidden_dim
-        self._z = torch.zeros(n, z, device=self.device)
-        self._h = torch.zeros(n, h, device=self.device)
+        n, h = self.num_envs, self.world.hidden_dim
+        # One row per env, [z | h | 1 | a] (see DreamKernel); a step makes new rows and never
+        # writes into rows it has handed out as observations, so those views stay valid.
+        self._x = self.kernel.new_rows(n, self.device)
         self._c = torch.zeros(n, h, device=self.device)
         self._t = torch.zeros(n, dtype=torch.long, device=self.device)
         self._needs_reset = torch.zeros(n, dtype=torch.bool, device=self.device)
@@ -259,6 +259,14 @@ class DreamVectorEnv(VectorEnv):
         self.generator.manual_seed(int(seed))
         self._seeded = True
 
+    @property
+    def _z(self) -> torch.Tensor:
+        return self.kernel.z(self._x)
+
+    @property
+    def _h(self) -> torch.Tensor:
+        return self.kernel.h(self._x)
+
     @torch.inference_mode()
     def reset_tensors(
         self, seed: int | None = None, mask: torch.Tensor | None = None
@@ -269,26 +277,32 @@ class DreamVectorEnv(VectorEnv):
             self.seed_generator(seed)
         if mask is None:
             mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._x = self._x.clone()  # the last observation may be a view of the old rows
         self._reset_where(mask)
         self._has_reset = True
         return self._observe()
 
     def _reset_where(self, mask: torch.Tensor) -> None:
-        bank_mu, bank_logvar = self.world.initial_mu, self.world.initial_logvar
-        g, dev, groups = self.generator, self.device, self.noise_groups
-        idx = draw_grouped(
-            lambda s: torch.randint(bank_mu.shape[0], s, generator=g, device=dev),
-            (self.num_envs,),
-            groups,
+        """z_0 = μ + σ·ε of a random bank latent, h = c = 0, t = 0 for the rows in `mask`.
+
+        One block of uniforms for every env (the random stream does not depend on which envs
+        reset): column 0 picks the bank entry, the rest give ε. The rows are written in place
+        (much faster than masked ops over the whole batch when few envs reset); `_x` is never a
+        block a caller holds (see `step_tensors` and `reset_tensors`).
+        """
+        bank = self.world.initial_mu
+        latent = self.world.latent_dim
+        u = draw_uniforms(
+            self.num_envs,
+            1 + gaussian_width(latent),
+            self.generator,
+            self.device,
+            self.noise_groups,
         )
-        eps = draw_grouped(lambda s: torch.randn(s, generator=g, device=dev), self._z.shape, groups)
-        # Draws are made for every env (the random stream does not depend on which envs reset);
-        # the state is written in place, row by row (much faster than masked ops over the whole
-        # batch when few envs reset): z, h, c and t are the core's own tensors and never handed
-        # out (observations are copies).
         rows = mask.nonzero().squeeze(1)
-        idx = idx[rows]
-        z0 = bank_mu[idx] + torch.exp(0.5 * bank_logvar[idx]) * eps[rows]
+        u = u[rows]
+        idx = (u[:, 0] * bank.shape[0]).long().clamp_(max=bank.shape[0] - 1)
+        z0 = torch.addcmul(bank[idx], self._bank_sigma[idx], normal_from_uniform(u[:, 1:], latent))
         self._z.index_copy_(0, rows, z0)
         self._h.index_fill_(0, rows, 0.0)
         self._c.index_fill_(0, rows, 0.0)
@@ -296,12 +310,14 @@ class DreamVectorEnv(VectorEnv):
         self._needs_reset = self._needs_reset & ~mask
 
     def _observe(self) -> torch.Tensor:
+        """The observation of the current rows: "zh" and "z" are views of them (never written
+        again, see `step_tensors`), "zch" and "pixels" new tensors."""
         if self.obs_mode == "zh":
-            return torch.cat([self._z, self._h], dim=1)
+            return self.kernel.zh(self._x)
         if self.obs_mode == "zch":
             return torch.cat([self._z, self._c, self._h], dim=1)
         if self.obs_mode == "z":
-            return self._z.clone()
+            return self._z
         return self.world.vae.decode_uint8(self._z)
 
     def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
@@ -316,7 +332,12 @@ class DreamVectorEnv(VectorEnv):
 
     @torch.inference_mode()
     def step_tensors(self, actions: torch.Tensor, validate: bool = True) -> DreamStep:
-        """One batched dream step, tensors in and out (no numpy). Honours autoreset_mode."""
+        """One batched dream step, tensors in and out (no numpy). Honours autoreset_mode.
+
+        The step's noise is one block of uniforms (`DreamKernel.noise`: mixture choices,
+        Gaussians, the done draw), drawn for every env whether it resets or not. The new state
+        goes into new rows; resets write into them before they are handed out.
+        """
         self._check_open()
         if not self._has_reset:
             raise gym.error.ResetNeeded(
@@ -326,30 +347,30 @@ class DreamVectorEnv(VectorEnv):
         if validate:
             self.check_action_tensor(actions)
         pending = self._needs_reset if self.autoreset_mode == AutoresetMode.NEXT_STEP else None
+        parts = split_rows(self.num_envs, self.device)
+        with torch_threads(1 if len(parts) > 1 else None):  # see split_rows
+            return self._step(actions, pending, parts)
 
-        out, (h, c) = self.world.mdnrnn.step(
-            self._z, self.encode_actions(actions), (self._h, self._c)
+    def _step(
+        self, actions: torch.Tensor, pending: torch.Tensor | None, parts: list[slice]
+    ) -> DreamStep:
+        """`step_tensors` after its checks: the kernel's step on `parts`, then the episode ends."""
+        noise = self.kernel.noise
+        u = draw_uniforms(
+            self.num_envs, noise.width, self.generator, self.device, self.noise_groups
         )
-        self._z = sample_mdn(
-            out.logpi, out.mu, out.logsigma, self.temperature, self.generator, self.noise_groups
+        self._x, reward, p_done = self.kernel.step(
+            self._x, self._c, self.encode_actions(actions), u, self.temperature, parts
         )
-        self._h, self._c = h, c
-        self._t = self._t + 1
-        p_done = self.world.mdnrnn.done_probability(out.done_logit)
+        self._t.add_(1)
         if self.termination == "sample":
-            u = draw_grouped(
-                lambda s: torch.rand(s, generator=self.generator, device=self.device),
-                tuple(p_done.shape),
-                self.noise_groups,
-            )
-            terminated = u < p_done
+            terminated = u[:, noise.done] < p_done
         else:
             terminated = p_done > self.done_threshold
         if self.max_episode_steps is not None:
             truncated = (self._t >= self.max_episode_steps) & ~terminated
         else:
             truncated = torch.zeros_like(terminated)
-        reward = out.reward.float()
 
         final_obs = None
         if pending is not None and bool(pending.any()):
@@ -363,10 +384,11 @@ class DreamVectorEnv(VectorEnv):
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             if bool(done.any()):
                 final_obs = obs
+                self._x = self._x.clone()  # final_obs is a view of the rows before the reset
                 self._reset_where(done)
                 obs = self._observe()
         elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
-            self._needs_reset = done.clone()
+            self._needs_reset = done
         return DreamStep(obs, reward, terminated, truncated, final_obs, done)
 
     # --- Gymnasium level ---------------------------------------------------------------------
@@ -423,7 +445,9 @@ class DreamVectorEnv(VectorEnv):
     def obs_to_numpy(self, obs: torch.Tensor) -> np.ndarray:
         """A batch of torch observations as the Gymnasium boundary hands them out."""
         arr = obs.cpu().numpy()
-        return arr if self.obs_mode == "pixels" else arr.astype(np.float32, copy=False)
+        if self.obs_mode == "pixels":
+            return arr
+        return np.ascontiguousarray(arr, dtype=np.float32)  # "zh": a view of the state rows
 
     @torch.inference_mode()
     def render_tensors(self) -> torch.Tensor:

@@ -68,6 +68,7 @@ class DreamVecEnv(VecEnv):
         done_threshold: float = 0.5,
         settings: DreamSettings | None = None,
         n_envs: int | None = None,
+        precision: str = "auto",
     ) -> None:
         if n_envs is not None:
             warnings.warn(
@@ -86,6 +87,7 @@ class DreamVecEnv(VecEnv):
             termination=termination,
             done_threshold=done_threshold,
             settings=settings,
+            precision=precision,
         )
         self.world = self.core.world
         self.obs_mode = self.core.obs_mode

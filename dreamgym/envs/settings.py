@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dreamgym.utils.hardware import check_precision
 from dreamgym.utils.validate import (
     InvalidValueError,
     check_int,
@@ -72,6 +73,10 @@ class DreamSettings:
     """ "sample": done ~ Bernoulli(p) from M's done head; "threshold": done when p > done_threshold."""
     done_threshold: float = 0.5
     """The done probability above which `termination="threshold"` ends an episode."""
+    precision: str = "auto"
+    """M's matmuls in the dream: "float32", "bfloat16", or "auto" (bfloat16 only where the
+    hardware does it natively, `dreamgym.utils.hardware.native_bf16`). The LSTM state, the
+    mixture's weights and the sampling stay float32 in every case."""
 
     def __post_init__(self) -> None:
         check_str(self.obs_mode, "obs_mode", choices=OBS_MODES)
@@ -83,6 +88,7 @@ class DreamSettings:
         object.__setattr__(self, "max_episode_steps", steps)
         threshold = check_probability(self.done_threshold, "done_threshold")
         object.__setattr__(self, "done_threshold", threshold)
+        check_precision(self.precision)
 
     @classmethod
     def from_arguments(cls, settings: DreamSettings | None, **keywords: Any) -> DreamSettings:

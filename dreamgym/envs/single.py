@@ -45,6 +45,7 @@ class DreamEnv(gym.Env):
         termination: str = "sample",
         done_threshold: float = 0.5,
         settings: DreamSettings | None = None,
+        precision: str = "auto",
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -58,6 +59,7 @@ class DreamEnv(gym.Env):
             max_episode_steps=max_episode_steps,
             termination=termination,
             done_threshold=done_threshold,
+            precision=precision,
         )
         self.core = DreamVectorEnv(
             world, num_envs=1, autoreset_mode=AutoresetMode.DISABLED, settings=settings

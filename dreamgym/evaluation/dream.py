@@ -35,6 +35,7 @@ def evaluate_dream(
     termination: str = "sample",
     done_threshold: float = 0.5,
     *,
+    precision: str = "auto",
     settings: DreamSettings | None = None,
     trust: Trust = False,
 ) -> np.ndarray:
@@ -43,6 +44,7 @@ def evaluate_dream(
     Every env's first episode is one sample (autoreset off; reward stops counting at an env's
     first termination or truncation). The same seed gives the same returns (on CPU).
     `termination` / `done_threshold`: how M's done head ends an episode (`DreamVectorEnv`).
+    `precision`: M's matmuls (`DreamSettings.precision`).
     `trust`: for an SB3 agent spec, see `dreamgym.policies.load_policy`.
     The dream is set either by these keywords or by `settings` (e.g.
     `DreamOptions.dream_settings()`), whose `obs_mode` gives way to the policy's.
@@ -62,6 +64,7 @@ def evaluate_dream(
         device,
         termination,
         done_threshold,
+        precision=precision,
         settings=settings,
         trust=trust,
     ).returns
@@ -78,6 +81,7 @@ def dream_episodes(
     termination: str = "sample",
     done_threshold: float = 0.5,
     *,
+    precision: str = "auto",
     settings: DreamSettings | None = None,
     trust: Trust = False,
 ) -> DreamEpisodes:
@@ -91,6 +95,7 @@ def dream_episodes(
         max_episode_steps=max_steps,
         termination=termination,
         done_threshold=done_threshold,
+        precision=precision,
     )
     if isinstance(policy, str):
         policy = load_policy(policy, world, seed=seed, trust=trust)

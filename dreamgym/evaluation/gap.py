@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from dreamgym.envs.dream import dream_precision
 from dreamgym.evaluation.jobs import returns_in
 from dreamgym.evaluation.stats import BOOTSTRAP_RESAMPLES, summarize
 from dreamgym.options import DreamAndRealOptions, threshold_note
@@ -66,6 +67,7 @@ def gap(config: GapConfig) -> dict[str, Any]:
         real,
         seed=config.seed,
         temperature=record["temperature"],
+        precision=dream_precision(config.precision, config.device),
         margin=config.margin,
         resamples=config.resamples,
     )
@@ -84,6 +86,7 @@ def gap_report(
     temperature: float | None = None,
     margin: float = 0.2,
     resamples: int = BOOTSTRAP_RESAMPLES,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Statistics of dream vs real returns (means, std, bootstrap CIs, difference, ratio)."""
     d, r = summarize(dream, seed, resamples), summarize(real, seed + 1, resamples)
@@ -103,6 +106,7 @@ def gap_report(
         "episodes": int(dream_a.size),
         "seed": seed,
         "temperature": temperature,
+        "precision": precision,
         "dream": d,
         "real": r,
         "difference": {

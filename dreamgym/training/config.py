@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from dreamgym.models.mdnrnn import MIXTURE_KINDS, NLL_REDUCTIONS
+from dreamgym.utils.hardware import PRECISIONS
 from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.utils.validate import check_output_dir
 
@@ -52,7 +53,7 @@ held-out NLL/dim was 0.941 against 1.003 (z = 64, H = 256; docs/experiments/doom
 SEED_SPLIT, SEED_VAE, SEED_RNN, SEED_EVAL, SEED_REPORT = 1, 2, 3, 4, 5
 
 
-VAE_PRECISIONS = ("auto", "float32", "bfloat16")
+VAE_PRECISIONS = PRECISIONS
 
 
 @deprecated_aliases

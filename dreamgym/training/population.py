@@ -51,7 +51,8 @@ class PopulationEvaluator:
     With `crn` (default) the candidates share their random numbers rollout by rollout (see the
     module docstring); without it each of the P·R envs draws its own reset and dream noise. The
     env's one generator is seeded per call. `termination` and `done_threshold` are the dream's
-    (`DreamSettings`); `action_head` is the controllers' (`dreamgym.policies.linear`).
+    (`DreamSettings`), and so is `precision` (M's matmuls); `action_head` is the controllers'
+    (`dreamgym.policies.linear`).
 
     `dream_world` (default: `world`) makes the dream; the controller still reads `world`'s h,
     which `world`'s LSTM tracks on the dream's z and the actions (see the module docstring).

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from dreamgym.models.vae import ConvVAE, vae_loss
 from dreamgym.training.config import SEED_VAE, VAE_PRECISIONS
+from dreamgym.utils.hardware import native_bf16
 from dreamgym.world import VAE_FILE, World
 
 ENCODE_BATCH = 512
@@ -25,22 +26,8 @@ ENCODE_BATCH = 512
 PRECISIONS = VAE_PRECISIONS
 """V's compute precision: bfloat16 autocast pays only with native bf16 math (AVX-512 BF16, AMX,
 CUDA); emulated it is ~10x slower (measured on an AVX2 EPYC: 13 vs 171 img/s), so "auto" picks it
-only where the hardware has it."""
-_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bfloat16 natively (CUDA with bf16, or a CPU with AVX-512 BF16/AMX)."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type != "cpu":
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: no cheap way to tell, so stay exact
-        return False
-    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+only where the hardware has it (`dreamgym.utils.hardware.native_bf16`, which the dream's
+`precision` asks too)."""
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dreamgym.envs.dream import dream_precision
 from dreamgym.evaluation.diagnose.config import (
     ABSOLUTE_TOLERANCE,
     RELATIVE_TOLERANCE,
@@ -128,6 +129,7 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
         "seed": int(config.seed),
         "dream_seed": int(config.seed if config.dream_seed is None else config.dream_seed),
         "temperature": temperature,
+        "precision": dream_precision(config.precision, config.device),
         "max_steps": config.max_steps,
         "dream_settings": dream,
         "dream_only": bool(config.dream_only),

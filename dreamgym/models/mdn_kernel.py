@@ -1,0 +1,228 @@
+"""M's dream step in few, large torch ops: the LSTM, the heads and the draw of z_{t+1}.
+
+The dream (`dreamgym.envs.dream`) spends its time here, so the step is laid out for the CPU's
+(and GPU's) matmul units and for as few passes over memory as torch's eager ops allow:
+
+- **One row per env holds its state**: x = [z | h | 1 | a]. The LSTM's gates are one matmul,
+  x @ [W_ih(z); W_hh; b_ih + b_hh; W_ih(a)] (biases ride on the column of ones), and the heads
+  are a second one on the slice [h | 1] of the next row, so neither needs a `cat`; [z | h] (the
+  paper's controller input, obs "zh") is a view of the row, not a copy.
+- **One sigmoid for all four gates**: tanh(x) = 1 − 2σ(−2x), so the cell gate's weights are
+  scaled by −2 when they are prepared and a single in-place sigmoid covers (i, f, o, g); tanh(c)
+  is done the same way (torch's CPU tanh is 4× slower than its sigmoid).
+- **The mixture draw without `argmax`**: inverse CDF over K as elementwise ops that select the
+  drawn component's μ and raw log σ on the way (`dreamgym.models.mixture.pick_components`); only
+  the chosen log σ goes through the bounding sigmoid and the exp.
+- **One block of uniforms per step** (`StepNoise`): the choices, the Gaussians (Box–Muller) and
+  the done draw, so a step calls the generator once and common random numbers (`noise_groups`)
+  repeat one block.
+
+Precision: the two matmuls run as `mode` (`MATMUL_MODES`: float32; bfloat16 where the hardware
+has it, `dreamgym.utils.hardware`; or bfloat16's numbers through float32 matmuls where it does
+not); the LSTM state (h, c), the mixture's weights and the sampling are float32 in every mode.
+The kernel draws what `MDNRNN.step` + `sample_mdn` draw from the same
+uniforms, up to float rounding (a test holds it to that).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import torch
+
+from dreamgym.models.mdnrnn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, MATMUL_MODES, MDNRNN, rows_mm
+from dreamgym.models.mixture import pick_components
+from dreamgym.models.noise import gaussian_width, normal_from_uniform
+
+
+class StepNoise(NamedTuple):
+    """Where each kind of noise sits in a step's block of uniforms (columns)."""
+
+    choices: slice  # one uniform per mixture choice (Z per dim, 1 shared)
+    gaussians: slice  # gaussian_width(Z) uniforms → Z normals
+    done: int  # the done draw (termination="sample")
+    width: int
+
+
+class DreamKernel:
+    """The dream's step of one MDN-RNN: state rows and c in, the next rows, reward and P(done) out.
+
+    Inference only; the matmul operands are `MDNRNN.fused_weight`'s (cached on M, rebuilt when
+    its weights change), the LSTM is `MDNRNN.lstm_rows` (so h tracked by `recurrent_step` beside
+    a dream is the dream's own, bit for bit).
+    """
+
+    def __init__(self, mdnrnn: MDNRNN, mode: str = "float32") -> None:
+        if mode not in MATMUL_MODES:
+            raise ValueError(f"the dream's matmul mode must be one of {MATMUL_MODES}, got {mode!r}")
+        c = mdnrnn.config
+        self.model, self.mode = mdnrnn, mode
+        self.latent, self.hidden, self.action = c.latent_dim, c.hidden_dim, c.action_dim
+        self.mixtures = c.n_mixtures
+        self.choices = c.latent_dim if c.mixture == "per_dim" else 1
+        self.n_logits = c.n_mixtures * self.choices
+        self.ones_col = c.latent_dim + c.hidden_dim
+        self.width = self.ones_col + 1 + c.action_dim
+        """Columns of a state row [z | h | 1 | a]."""
+        gauss = gaussian_width(c.latent_dim)
+        self._tail_row: torch.Tensor | None = None
+        self.noise = StepNoise(
+            slice(0, self.choices),
+            slice(self.choices, self.choices + gauss),
+            self.choices + gauss,
+            self.choices + gauss + 1,
+        )
+
+    # --- state rows -----------------------------------------------------------------------------
+    def new_rows(self, batch: int, device: torch.device | str) -> torch.Tensor:
+        """(batch, width) state rows: z = h = a = 0 and the column of ones."""
+        x = torch.zeros(batch, self.width, device=device)
+        x[:, self.ones_col] = 1.0
+        return x
+
+    def z(self, x: torch.Tensor) -> torch.Tensor:
+        """The z view of state rows."""
+        return x[:, : self.latent]
+
+    def h(self, x: torch.Tensor) -> torch.Tensor:
+        """The h view of state rows."""
+        return x[:, self.latent : self.ones_col]
+
+    def zh(self, x: torch.Tensor) -> torch.Tensor:
+        """The [z | h] view of state rows (obs "zh")."""
+        return x[:, : self.ones_col]
+
+    # --- the step ---------------------------------------------------------------------------
+    def step(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        actions: torch.Tensor,
+        uniforms: torch.Tensor,
+        temperature: float,
+        parts: list[slice] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step of every row: → (next rows, reward (B,), P(done) (B,)).
+
+        `x` (B, width) are the current rows (their action columns are overwritten with the
+        encoded `actions`, nothing else of them changes), `c` (B, H) is updated in place, and
+        `uniforms` is the step's noise block (B, ≥ `noise.width` − 1; see `StepNoise`). `parts`
+        (default: `split_rows`) are row ranges stepped side by side on threads of their own, each
+        running torch on one thread; the caller keeps its own ops on one thread meanwhile
+        (`torch_threads(1)`), or the parts' matmuls would each start a team of threads.
+        """
+        b = x.shape[0]
+        self._tail(x.device)  # made here, read by the threads
+        x_next = torch.empty_like(x)
+        reward = torch.empty(b, device=x.device)
+        p_done = torch.empty(b, device=x.device)
+        args = (x, c, actions, uniforms, x_next, reward, p_done)
+        parts = split_rows(b, x.device) if parts is None else parts
+        if len(parts) == 1:
+            self._step_rows(args, temperature)
+        else:
+            pool = _pool(len(parts))
+            done = [pool.submit(self._step_part, args, rows, temperature) for rows in parts]
+            for future in done:
+                future.result()
+        return x_next, reward, p_done
+
+    def _tail(self, device: torch.device) -> torch.Tensor:
+        """[1, 0, …, 0]: the columns of a new row after h (the ones, then a placeholder action)."""
+        if self._tail_row is None or self._tail_row.device != device:
+            self._tail_row = torch.zeros(self.width - self.ones_col, device=device)
+            self._tail_row[0] = 1.0
+        return self._tail_row
+
+    def _step_part(self, args: tuple[torch.Tensor, ...], rows: slice, temperature: float) -> None:
+        """`_step_rows` on `rows` of every tensor, on a pool thread (one torch thread each)."""
+        with torch.inference_mode():
+            self._step_rows(tuple(t[rows] for t in args), temperature)
+
+    def _step_rows(self, args: tuple[torch.Tensor, ...], temperature: float) -> None:
+        x, c, actions, uniforms, x_next, reward, p_done = args
+        lat = self.latent
+        x[:, self.ones_col + 1 :].copy_(actions)
+        x_next[:, self.ones_col :].copy_(self._tail(x.device))  # [1 | a = 0]
+        self.model.lstm_rows(x, c, x_next[:, lat : self.ones_col], self.mode)
+        head = self.model.fused_weight("head", self.mode)
+        out = rows_mm(x_next[:, lat : self.ones_col + 1], head, self.mode)
+        self._draw(out, uniforms, temperature, x_next[:, :lat])
+        self._reward_and_done(out, reward, p_done)
+
+    def _draw(
+        self, out: torch.Tensor, uniforms: torch.Tensor, temperature: float, z_out: torch.Tensor
+    ) -> None:
+        """z_{t+1} into `z_out` from the heads' output (B, padded outputs)."""
+        b, k, lat = out.shape[0], self.mixtures, self.latent
+        logits = out[:, : self.n_logits].view(b, k, self.choices)
+        # μ and raw log σ of every component, as one (B, 2, K, Z) view of the output
+        values = out[:, self.n_logits : self.n_logits + 2 * k * lat].view(b, 2, k, lat)
+        mu, raw = pick_components(
+            logits, uniforms[:, self.noise.choices], temperature, values
+        ).unbind(1)
+        # σ·√τ = exp(MIN + (MAX − MIN)·sigmoid(raw) + ½ log τ): the bound of `_split_heads`.
+        shift = LOG_SIGMA_MIN + 0.5 * math.log(temperature)
+        sigma = _sigmoid_(raw).mul_(LOG_SIGMA_MAX - LOG_SIGMA_MIN).add_(shift).exp_()
+        eps = normal_from_uniform(uniforms[:, self.noise.gaussians], lat)
+        torch.addcmul(mu, sigma, eps, out=z_out)
+
+    def _reward_and_done(
+        self, out: torch.Tensor, reward: torch.Tensor, p_done: torch.Tensor
+    ) -> None:
+        """The expected reward and P(done) (the training weight undone, the offset added)."""
+        c = self.model.config
+        col = self.n_logits + 2 * self.mixtures * self.latent
+        if c.has_reward_events:
+            _sigmoid_(reward.copy_(out[:, col])).mul_(c.reward_event).add_(out[:, col + 1])
+            col += 1
+        else:
+            reward.copy_(out[:, col])
+        # P(done) as `MDNRNN.done_probability`: the training weight undone, the offset added
+        shift = c.done_logit_offset - math.log(c.done_pos_weight)
+        _sigmoid_(p_done.copy_(out[:, col + 1]).add_(shift))
+
+
+def _sigmoid_(t: torch.Tensor) -> torch.Tensor:
+    """In-place sigmoid as 1 / (1 + exp(−t)): torch's CPU sigmoid rounds the last elements of a
+    contiguous tensor (its scalar tail) differently from the rest, and a row must come out the
+    same wherever it sits in the batch (rows that share their noise, CRN, are bit-identical;
+    a batch split across threads dreams what the whole batch dreams)."""
+    return t.neg_().exp_().add_(1.0).reciprocal_()
+
+
+MIN_SPLIT_ROWS = 256
+"""Fewest rows a thread steps on its own: below it, a thread's share is too small to pay for
+handing it over."""
+
+
+def split_rows(batch: int, device: torch.device) -> list[slice]:
+    """The row ranges a CPU step runs on separate threads: one per torch thread (at most one per
+    MIN_SPLIT_ROWS rows), or the whole batch (one thread, or a GPU).
+
+    Why threads of our own and not torch's intra-op threads: a step is ~40 ops, most of them too
+    small for torch to parallelise, and each parallel one is a fork and a join of the OpenMP
+    team, where every thread must be running: on a machine with other jobs, a join waits for a
+    descheduled thread, and 2 intra-op threads ran a 1,024-env step 17× SLOWER than one
+    (measured at load 3–4 on 2 cores). Parts of the batch stepped side by side, each on one
+    thread, share nothing but the weights (torch releases the GIL inside every op) and meet
+    once per step. Every row is computed by the same ops either way: the dream does not change.
+    """
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    parts = max(1, min(threads, batch // MIN_SPLIT_ROWS))
+    bounds = [batch * i // parts for i in range(parts + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """A process-wide pool of `size` threads that run torch on one thread each."""
+    if size not in _POOLS:
+        _POOLS[size] = ThreadPoolExecutor(
+            size, thread_name_prefix="dream-step", initializer=torch.set_num_threads, initargs=(1,)
+        )
+    return _POOLS[size]
