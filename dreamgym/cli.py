@@ -83,6 +83,12 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "diagnose",
         "is the world faithful? fixed policies dream vs real, M teacher-forced on real episodes",
     ),
+    "rank": (
+        "dreamgym.evaluation.rank",
+        "RankConfig",
+        "rank",
+        "does the dream rank a panel of policies as reality does? ρ, r, dream/real, a fitted line",
+    ),
     "demo": ("dreamgym.demo", "DemoConfig", "demo", "the main job on the bundled worlds"),
     "play": ("dreamgym.play", "PlayConfig", "play", "drive inside the dream with the keyboard"),
 }

@@ -59,6 +59,8 @@ __all__ = [
 
 RENDER_FPS = 50
 """Frames per second a rendered dream is meant to be shown at."""
+
+
 def observation_space_for(world: World, obs_mode: str) -> gym.spaces.Box:
     """The single-env observation space of `world` in `obs_mode`."""
     if obs_mode == "zh":

@@ -12,6 +12,9 @@
 - `gap`: the same policy in both, with bootstrap confidence intervals, a table, CSV/JSON and a
   plot (`dreamgym gap`). A policy that scores much better in the dream than in reality has
   probably found a flaw of the model to exploit (Ha & Schmidhuber 2018, §4.5).
+- `rank`: a panel of policies in both (`dreamgym rank`): does the dream order them as reality
+  does (Spearman ρ, Pearson r), how much it flatters the trained ones, and a fitted dream → real
+  line (`rank.predict_real`).
 
 Library functions return their results; the `dreamgym` commands (`dreamgym.commands`) print.
 """
