@@ -113,6 +113,18 @@ def test_ratio_ci_and_agreement() -> None:
     assert none["spearman"] is None and none["pearson_ci95"] is None
 
 
+def test_verdict_reads_the_ratio_by_the_sign_of_the_real_mean() -> None:
+    from dreamgym.evaluation.rank import _verdict
+
+    assert _verdict([1.2, 1.5], 0.05, real_mean=100.0) == "dream high"
+    assert _verdict([0.5, 0.8], 0.05, real_mean=100.0) == "dream low"
+    assert _verdict([0.97, 1.04], 0.05, real_mean=100.0) == "ok"  # excludes nothing beyond 5%
+    # Real −35, dream −10: the ratio is 0.28, yet the dream pays more.
+    assert _verdict([0.1, 0.6], 0.05, real_mean=-35.0) == "dream high"
+    assert _verdict([1.2, 1.5], 0.05, real_mean=-35.0) == "dream low"
+    assert _verdict(None, 0.05, real_mean=0.0) == "n/a"
+
+
 def test_doctest_examples_run() -> None:
     result = doctest.testmod(correlation_module)
     assert result.attempted >= 2 and result.failed == 0

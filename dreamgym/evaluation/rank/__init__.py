@@ -64,13 +64,15 @@ __all__ = [
 ]
 
 
-def _verdict(ci: list[float] | None, tolerance: float) -> str:
-    """ "dream high" / "dream low" when the ratio's CI lies wholly above / below 1 ± tolerance."""
+def _verdict(ci: list[float] | None, tolerance: float, real_mean: float) -> str:
+    """ "dream high" / "dream low" when the ratio's CI lies wholly outside 1 ± tolerance; with a
+    negative real mean (CarRacing's idle policies) a ratio below 1 means the dream pays more."""
     if ci is None:
         return "n/a"
-    return (
-        "dream high" if ci[0] > 1 + tolerance else ("dream low" if ci[1] < 1 - tolerance else "ok")
-    )
+    above, below = ci[0] > 1 + tolerance, ci[1] < 1 - tolerance
+    if real_mean < 0:
+        above, below = below, above
+    return "dream high" if above else ("dream low" if below else "ok")
 
 
 def score_policy(
@@ -100,7 +102,7 @@ def score_policy(
         "real": r,
         "ratio": d["mean"] / r["mean"] if r["mean"] != 0 else None,
         "ratio_ci95": ci,
-        "verdict": _verdict(ci, config.ratio_tolerance),
+        "verdict": _verdict(ci, config.ratio_tolerance, r["mean"]),
         "real_reused": known_real is not None,
         "seconds": {
             "dream": t1 - t0,
