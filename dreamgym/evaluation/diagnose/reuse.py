@@ -26,6 +26,38 @@ def world_independent(spec: str) -> bool:
     return spec == "random" or is_fixed_spec(spec)
 
 
+def read_report(path: str | Path, file_name: str, command: str) -> tuple[Path, dict[str, Any]]:
+    """The JSON report at `path` (the file, or `file_name` in that directory) for `--real-from`;
+    one line naming the fix when it is missing or not JSON. `command` names its writer."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / file_name
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"--real-from {path}: no {file_name} there; give a report written by "
+            f"`dreamgym {command}` (its --out directory or the file)"
+        )
+    try:
+        report = json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--real-from {p}: not a `dreamgym {command}` report ({err})") from err
+    if not isinstance(report, dict):
+        raise ValueError(f"--real-from {p}: not a `dreamgym {command}` report (not an object)")
+    return p, report
+
+
+def check_same_episodes(p: Path, theirs: dict[str, Any], ours: dict[str, Any], rerun: str) -> None:
+    """Refuse an earlier report whose real episodes are not this run's (another env, seed,
+    episode count or cap): its returns would be of other episodes. `rerun` says how to match."""
+    wrong = [f"{k} {theirs[k]!r} (here {ours[k]!r})" for k in ours if theirs[k] != ours[k]]
+    if wrong:
+        raise ValueError(
+            f"--real-from {p}: its real episodes are not this run's: {', '.join(wrong)}; "
+            f"{rerun} with the same --seed, --episodes and --max-steps on the same env, or drop "
+            "--real-from"
+        )
+
+
 def load_real_returns(
     path: str | Path, env_id: str, seed: int, episodes: int, max_steps: int | None
 ) -> dict[str, np.ndarray]:
@@ -34,16 +66,8 @@ def load_real_returns(
     Refuses a report of another env, seed, episode count or step cap: its returns would be of
     other episodes, and the comparison would silently be of different things.
     """
-    p = Path(path)
-    if p.is_dir():
-        p = p / REPORT_FILE
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"--real-from {path}: no {REPORT_FILE} there; give a report written by "
-            "`dreamgym diagnose` (its --out directory or the file)"
-        )
+    p, report = read_report(path, REPORT_FILE, "diagnose")
     try:
-        report: dict[str, Any] = json.loads(p.read_text())
         rows = report["suite"]
         theirs = {
             "env": report["env_id"],
@@ -51,16 +75,10 @@ def load_real_returns(
             "episodes": report["episodes"],
             "max steps": report["max_steps"],
         }
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (KeyError, TypeError) as err:
         raise ValueError(f"--real-from {p}: not a `dreamgym diagnose` report ({err})") from err
     ours = {"env": env_id, "seed": seed, "episodes": episodes, "max steps": max_steps}
-    wrong = [f"{k} {theirs[k]!r} (here {ours[k]!r})" for k in ours if theirs[k] != ours[k]]
-    if wrong:
-        raise ValueError(
-            f"--real-from {p}: its real episodes are not this run's: {', '.join(wrong)}; "
-            "run diagnose with the same --seed, --episodes and --max-steps on the same env, "
-            "or drop --real-from"
-        )
+    check_same_episodes(p, theirs, ours, "run diagnose")
     return {
         row["spec"]: np.asarray(row["real"]["returns"], dtype=np.float64)
         for row in rows

@@ -10,33 +10,25 @@ played.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dreamgym.evaluation.diagnose.reuse import world_independent
+from dreamgym.evaluation.diagnose.reuse import (
+    check_same_episodes,
+    read_report,
+    world_independent,
+)
 from dreamgym.evaluation.rank.panel import PanelEntry
 
 REPORT_FILE = "rank.json"
 
 
 def _read_report(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    p = Path(path)
-    if p.is_dir():
-        p = p / REPORT_FILE
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"--real-from {path}: no {REPORT_FILE} there; give a report written by "
-            "`dreamgym rank` (its --out directory or the file)"
-        )
-    try:
-        report = json.loads(p.read_text())
-        if not isinstance(report.get("policies"), list):
-            raise KeyError("policies")
-    except (json.JSONDecodeError, KeyError, AttributeError) as err:
-        raise ValueError(f"--real-from {p}: not a `dreamgym rank` report ({err})") from err
+    p, report = read_report(path, REPORT_FILE, "rank")
+    if not isinstance(report.get("policies"), list):
+        raise ValueError(f"--real-from {p}: not a `dreamgym rank` report (no policies)")
     return p, report
 
 
@@ -57,13 +49,7 @@ def load_real_returns(
     p, report = _read_report(path)
     theirs = {k: report.get(k) for k in ("env_id", "seed", "episodes", "max_steps")}
     ours = {"env_id": env_id, "seed": seed, "episodes": episodes, "max_steps": max_steps}
-    wrong = [f"{k} {theirs[k]!r} (here {ours[k]!r})" for k in ours if theirs[k] != ours[k]]
-    if wrong:
-        raise ValueError(
-            f"--real-from {p}: its real episodes are not this run's: {', '.join(wrong)}; "
-            "rank with the same --seed, --episodes and --max-steps on the same env, or drop "
-            "--real-from"
-        )
+    check_same_episodes(p, theirs, ours, "rank")
     same_world = report.get("world_sha256") == world_sha256
     rows = {row.get("spec"): row for row in report["policies"] if isinstance(row, dict)}
     found = {}
