@@ -34,7 +34,9 @@ import torch
 
 from dreamgym.envs.dream import DreamVectorEnv, dream_precision, resolve_device
 from dreamgym.envs.real import make_real_env
+from dreamgym.models.mdn_kernel import MIN_SPLIT_ROWS, split_rows
 from dreamgym.utils.hardware import BF16_CPU_FLAGS, cpu_flags, cpu_model, native_bf16
+from dreamgym.utils.threads import torch_threads
 from dreamgym.world import World
 
 ENV_ID = "CarRacing-v3"
@@ -267,8 +269,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def table(args: argparse.Namespace, world: World, threads: int, sizes: list[int]) -> None:
-    """One thread count's table: dream rows per precision, the loop, the real env."""
+def table(
+    args: argparse.Namespace, world: World, threads: int, sizes: list[int]
+) -> tuple[dict[tuple[str, int], float], dict[str, float]]:
+    """One thread count's table: dream rows per precision, the loop, the real env.
+
+    Returns the dream's env-steps/s per (precision, num_envs) and the matmul GFLOP/s per dtype
+    (for the scaling table across thread counts)."""
     device, per_env = resolve_device(args.device), sum(dream_step_flops(model_size(world)).values())
     torch.set_num_threads(threads)
     bench = Bench(device, args.repeats, args.clock)
@@ -276,10 +283,12 @@ def table(args: argparse.Namespace, world: World, threads: int, sizes: list[int]
     loop = per_env_loop_rate(bench, world, args.steps)
     precisions = dict.fromkeys(dream_precision(p, device) for p in args.precision.split(","))
     rows: list[tuple[str, str, float]] = []
+    dream: dict[tuple[str, int], float] = {}
     for precision in precisions:
         for n in sizes:
             steps = args.steps if n >= 16 else args.steps * 4
             rate = dream_rate(bench, world, n, steps, precision)
+            dream[(precision, n)] = rate
             rows.append((f"dream step_tensors, {n} envs", precision, rate))
         if REFERENCE_ENVS in sizes:
             rate = dream_numpy_rate(bench, world, REFERENCE_ENVS, args.steps, precision)
@@ -303,6 +312,67 @@ def table(args: argparse.Namespace, world: World, threads: int, sizes: list[int]
         print("| " + " | ".join(cells) + " |")
         if name == f"dream step_tensors, {REFERENCE_ENVS} envs":
             print_targets(rate, real, loop, share, precision)
+    return dream, dict(bench.rates)
+
+
+def parts_side_by_side(world: World, n: int, threads: int, steps: int, repeats: int) -> float:
+    """The most `threads` threads can speed up this step on this machine: the kernel's parts of
+    an `n`-env batch stepped side by side (as the dream does), against one part stepped alone
+    on one thread, as a speed-up over one thread (`threads` = perfect). Shared caches and memory
+    bandwidth make two cores slower side by side than each alone; this measures that and
+    nothing of the dream's own serial work (noise draw, episode ends), which the dream rows add.
+    """
+    torch.set_num_threads(threads)
+    venv = DreamVectorEnv(world, num_envs=n, device="cpu", precision="float32")
+    venv.reset_tensors(seed=0)
+    kernel, x, c = venv.kernel, venv._x.clone(), venv._c.clone()
+    actions = venv.encode_actions(random_action_tensor(venv, torch.Generator().manual_seed(0)))
+    u = torch.rand(n, kernel.noise.width, generator=torch.Generator().manual_seed(0))
+    parts = split_rows(n, venv.device)
+    one = parts[0]
+    alone = (x[one], c[one], actions[one], u[one])
+
+    def best(fn: Callable[[], None]) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    with torch.inference_mode(), torch_threads(1):
+        t_alone = best(lambda: kernel.step(*alone, 1.0, [slice(0, one.stop)]))
+        t_side = best(lambda: kernel.step(x, c, actions, u, 1.0, parts))
+    return t_alone * n / (one.stop - one.start) / t_side
+
+
+def scaling(
+    args: argparse.Namespace,
+    world: World,
+    runs: dict[int, tuple[dict[tuple[str, int], float], dict[str, float]]],
+) -> None:
+    """Speed-up of each thread count over one thread, beside what the machine allows."""
+    dream1, rates1 = runs[1]
+    print("\n## threads against one thread (float32; same run)\n")
+    print("| threads | num_envs | dream ×1 thread | matmul ×1 thread | step's parts side by side |")
+    print("|---:|---:|---:|---:|---:|")
+    for threads, (dream, rates) in runs.items():
+        if threads == 1:
+            continue
+        for (precision, n), rate in dream.items():
+            if precision != "float32" or n < 2 * MIN_SPLIT_ROWS or (precision, n) not in dream1:
+                continue
+            ceiling = parts_side_by_side(world, n, threads, max(10, args.steps // 4), args.repeats)
+            cells = [
+                str(threads),
+                str(n),
+                f"{rate / dream1[(precision, n)]:.2f}",
+                f"{rates['float32'] / rates1['float32']:.2f}",
+                f"{ceiling:.2f}",
+            ]
+            print("| " + " | ".join(cells) + " |")
 
 
 def print_targets(rate: float, real: float, loop: float, share: float, precision: str) -> None:
@@ -340,8 +410,9 @@ def main(argv: list[str] | None = None) -> None:
         f"elementwise ≈{flops['elementwise']:,} = {sum(flops.values()):,}"
     )
     print(f"load average (1, 5, 15 min) at start: {load_average()}; cores: {os.cpu_count()}")
-    for threads in thread_counts:
-        table(args, world, threads, sizes)
+    runs = {threads: table(args, world, threads, sizes) for threads in thread_counts}
+    if device.type == "cpu" and 1 in runs and len(runs) > 1:
+        scaling(args, world, runs)
 
 
 if __name__ == "__main__":

@@ -109,9 +109,10 @@ class DreamKernel:
         `x` (B, width) are the current rows (their action columns are overwritten with the
         encoded `actions`, nothing else of them changes), `c` (B, H) is updated in place, and
         `uniforms` is the step's noise block (B, ≥ `noise.width` − 1; see `StepNoise`). `parts`
-        (default: `split_rows`) are row ranges stepped side by side on threads of their own, each
-        running torch on one thread; the caller keeps its own ops on one thread meanwhile
-        (`torch_threads(1)`), or the parts' matmuls would each start a team of threads.
+        (default: `split_rows`) are row ranges stepped side by side, the last on the calling thread
+        and the others on threads of their own, each running torch on one thread; the caller
+        keeps its own ops on one thread meanwhile (`torch_threads(1)`), or the parts' matmuls
+        would each start a team of threads.
         """
         b = x.shape[0]
         self._tail(x.device)  # made here, read by the threads
@@ -123,8 +124,10 @@ class DreamKernel:
         if len(parts) == 1:
             self._step_rows(args, temperature)
         else:
-            pool = _pool(len(parts))
-            done = [pool.submit(self._step_part, args, rows, temperature) for rows in parts]
+            # the calling thread steps the last part itself: one hand-over fewer per step
+            pool = _pool(len(parts) - 1)
+            done = [pool.submit(self._step_part, args, rows, temperature) for rows in parts[:-1]]
+            self._step_part(args, parts[-1], temperature)
             for future in done:
                 future.result()
         return x_next, reward, p_done
