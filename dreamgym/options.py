@@ -118,9 +118,35 @@ class DreamRunOptions(_Group):
     max_steps: int | None = _max_steps()
     device: str = option("auto", "device of the dream: auto, cpu or cuda")
     precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
+    members: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "an ensemble dream: more worlds on the world's V (M trained with another "
+            "--seed) stepped with it, each keeping its own h; their disagreement d about the "
+            "next z drives --uncertainty-penalty and --uncertainty-halt (default: none)"
+        },
+    )
+    uncertainty_penalty: float = option(
+        0.0, "MOPO's λ in an ensemble dream: reward − λ·d (needs --members)"
+    )
+    uncertainty_halt: float | None = option(
+        None, "MOReL's halt in an ensemble dream: end a dream where d > this (needs --members)"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.members = [check_text("members", m) for m in self.members]
+        self.uncertainty_penalty = check_float("uncertainty_penalty", self.uncertainty_penalty, 0.0)
+        if self.uncertainty_halt is not None:
+            self.uncertainty_halt = check_float(
+                "uncertainty_halt", self.uncertainty_halt, 0.0, above=True
+            )
+        if not self.members and (self.uncertainty_penalty or self.uncertainty_halt is not None):
+            raise validate.InvalidValueError(
+                "--uncertainty-penalty and --uncertainty-halt need an ensemble dream: add "
+                "--members WORLD [WORLD ...], worlds trained on this world's V (`dreamgym train "
+                "--vae-epochs 0 --vae-from WORLD --seed N`)"
+            )
         if self.temperature is not None:
             self.temperature = check_float("temperature", self.temperature, 0.0, above=True)
         check_choice("termination", self.termination, TERMINATION_MODES)
@@ -144,19 +170,36 @@ class DreamRunOptions(_Group):
             "max_episode_steps": self.max_steps,
             "termination": self.termination,
             "done_threshold": self.done_threshold,
+            **self.uncertainty_settings(),
         }
         settings = DreamSettings(**values, **precision_setting(self.precision))
         return settings if world is None else settings.for_world(world)
 
+    def uncertainty_settings(self) -> dict[str, Any]:
+        """The ensemble dream's `DreamSettings` keywords (members, λ, halt)."""
+        return {
+            "ensemble": tuple(self.members),
+            "uncertainty_penalty": self.uncertainty_penalty,
+            "uncertainty_halt": self.uncertainty_halt,
+        }
+
     def dream_record(self, world: World) -> dict[str, Any]:
         """What a report records of the dream: τ (resolved), termination and its threshold
-        (None under sampling, where it does nothing), and the precision."""
-        return {
+        (None under sampling, where it does nothing), the precision, and an ensemble dream's
+        members, λ and halt (only when there are members)."""
+        record = {
             "temperature": self.dream_settings(world=world).temperature,
             "termination": self.termination,
             "done_threshold": self.done_threshold if self.termination == "threshold" else None,
             "precision": self.precision,
         }
+        if self.members:
+            record.update(
+                members=list(self.members),
+                uncertainty_penalty=self.uncertainty_penalty,
+                uncertainty_halt=self.uncertainty_halt,
+            )
+        return record
 
 
 @deprecated_aliases

@@ -36,7 +36,7 @@ from gymnasium.vector.utils import batch_space
 
 from dreamgym.envs.device import DEVICE_TYPES, dream_precision, resolve_device
 from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, check_temperature
-from dreamgym.models.mdn_kernel import DreamKernel, split_rows
+from dreamgym.models.mdn_kernel import DreamKernel, EnsembleKernel, split_rows
 from dreamgym.models.noise import draw_uniforms, gaussian_width, normal_from_uniform
 from dreamgym.spaces import check_actions, encode_actions_tensor
 from dreamgym.utils.hardware import matmul_mode, resolve_precision
@@ -164,6 +164,9 @@ class DreamVectorEnv(VectorEnv):
         settings: DreamSettings | None = None,
         noise_groups: int | None = None,
         precision: str = "auto",
+        ensemble: tuple[Any, ...] | list[Any] = (),
+        uncertainty_penalty: float = 0.0,
+        uncertainty_halt: float | None = None,
     ) -> None:
         check_int(num_envs, "num_envs", "DreamVectorEnv", minimum=1)
         self.noise_groups = _check_noise_groups(noise_groups, int(num_envs))
@@ -176,6 +179,9 @@ class DreamVectorEnv(VectorEnv):
             termination=termination,
             done_threshold=done_threshold,
             precision=precision,
+            ensemble=tuple(ensemble) if isinstance(ensemble, list) else ensemble,
+            uncertainty_penalty=uncertainty_penalty,
+            uncertainty_halt=uncertainty_halt,
         )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -218,8 +224,21 @@ class DreamVectorEnv(VectorEnv):
         """The kernel (M's step at the resolved precision), the generator and the state rows."""
         self.precision = resolve_precision(settings.precision, self.device)
         """What `settings.precision` means here: "float32" or "bfloat16" (M's matmuls)."""
-        self.kernel = DreamKernel(self.world.mdnrnn, matmul_mode(self.precision, self.device))
+        mode = matmul_mode(self.precision, self.device)
+        self.kernel = DreamKernel(self.world.mdnrnn, mode)
         self._bank_sigma = torch.exp(0.5 * self.world.initial_logvar)
+        self.members = [self._load_member(m) for m in settings.ensemble]
+        """The ensemble's other worlds (`DreamSettings.ensemble`), on this env's device."""
+        self.uncertainty_penalty = settings.uncertainty_penalty
+        self.uncertainty_halt = settings.uncertainty_halt
+        self.ensemble_kernel = (
+            EnsembleKernel([self.kernel] + [DreamKernel(m.mdnrnn, mode) for m in self.members])
+            if self.members
+            else None
+        )
+        self.member_generator = torch.Generator(device=self.device)
+        """Picks each step's drawing member in an ensemble dream, beside `generator` (whose
+        stream is then the one-world dream's), seeded with it."""
 
         self.generator = torch.Generator(device=self.device)
         self._seeded = False
@@ -231,6 +250,25 @@ class DreamVectorEnv(VectorEnv):
         self._t = torch.zeros(n, dtype=torch.long, device=self.device)
         self._needs_reset = torch.zeros(n, dtype=torch.bool, device=self.device)
         self._has_reset = False
+        # the other members' rows and cell states (their z columns always equal `_z`)
+        self._member_x = [self.kernel.new_rows(n, self.device) for _ in self.members]
+        self._member_c = [torch.zeros(n, h, device=self.device) for _ in self.members]
+        self.last_disagreement: torch.Tensor | None = None
+        """The members' disagreement d of the last step (None without an ensemble)."""
+
+    def _load_member(self, member: Any) -> World:
+        """An ensemble member as a World on this env's device, checked against the world."""
+        from dreamgym.training.population import check_ensemble_member
+
+        world = member if isinstance(member, World) else World.load(member, device=self.device)
+        world = world if world.device == self.device else world.copy_to(self.device)
+        check_ensemble_member(self.world, world)
+        if world.hidden_dim != self.world.hidden_dim:
+            raise ValueError(
+                f"ensemble member {world.name!r} has hidden size {world.hidden_dim}, the world "
+                f"{self.world.hidden_dim}: train members with the world's --hidden"
+            )
+        return world
 
     # --- torch level ------------------------------------------------------------------------
     @property
@@ -259,6 +297,8 @@ class DreamVectorEnv(VectorEnv):
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
         self.generator.manual_seed(int(seed))
+        member_seed = np.random.SeedSequence(int(seed), spawn_key=(1,)).generate_state(1)[0]
+        self.member_generator.manual_seed(int(member_seed))
         self._seeded = True
 
     @property
@@ -308,6 +348,10 @@ class DreamVectorEnv(VectorEnv):
         self._z.index_copy_(0, rows, z0)
         self._h.index_fill_(0, rows, 0.0)
         self._c.index_fill_(0, rows, 0.0)
+        for x, c in zip(self._member_x, self._member_c, strict=True):
+            self.kernel.z(x).index_copy_(0, rows, z0)
+            self.kernel.h(x).index_fill_(0, rows, 0.0)
+            c.index_fill_(0, rows, 0.0)
         self._t.index_fill_(0, rows, 0)
         self._needs_reset = self._needs_reset & ~mask
 
@@ -361,14 +405,36 @@ class DreamVectorEnv(VectorEnv):
         u = draw_uniforms(
             self.num_envs, noise.width, self.generator, self.device, self.noise_groups
         )
-        self._x, reward, p_done = self.kernel.step(
-            self._x, self._c, self.encode_actions(actions), u, self.temperature, parts
-        )
+        encoded = self.encode_actions(actions)
+        spread = None
+        if self.ensemble_kernel is None:
+            self._x, reward, p_done = self.kernel.step(
+                self._x, self._c, encoded, u, self.temperature, parts
+            )
+        else:
+            picks = draw_uniforms(
+                self.num_envs, 1, self.member_generator, self.device, self.noise_groups
+            )
+            rows, reward, p_done, spread = self.ensemble_kernel.step(
+                [self._x, *self._member_x],
+                [self._c, *self._member_c],
+                encoded,
+                u,
+                picks[:, 0],
+                self.temperature,
+                parts,
+            )
+            self._x, self._member_x = rows[0], rows[1:]
+            if self.uncertainty_penalty:
+                reward.sub_(spread, alpha=self.uncertainty_penalty)
+        self.last_disagreement = spread
         self._t.add_(1)
         if self.termination == "sample":
             terminated = u[:, noise.done] < p_done
         else:
             terminated = p_done > self.done_threshold
+        if spread is not None and self.uncertainty_halt is not None:
+            terminated |= spread > self.uncertainty_halt
         if self.max_episode_steps is not None:
             truncated = (self._t >= self.max_episode_steps) & ~terminated
         else:
@@ -379,6 +445,9 @@ class DreamVectorEnv(VectorEnv):
             # NEXT_STEP: envs that ended last step reset now; their action is ignored.
             self._reset_where(pending)
             reward = torch.where(pending, torch.zeros_like(reward), reward)
+            if spread is not None:  # a reset is no prediction: nothing to disagree about
+                spread = torch.where(pending, torch.zeros_like(spread), spread)
+                self.last_disagreement = spread
             terminated = terminated & ~pending
             truncated = truncated & ~pending
         done = terminated | truncated
@@ -431,6 +500,9 @@ class DreamVectorEnv(VectorEnv):
                 "final_info": {},
                 "_final_info": done,
             }
+        if self.last_disagreement is not None:
+            infos["disagreement"] = self.last_disagreement.cpu().numpy()
+            infos["_disagreement"] = np.ones(self.num_envs, dtype=bool)
         return (
             self.obs_to_numpy(result.obs),
             result.reward.cpu().numpy().astype(np.float32),

@@ -69,6 +69,9 @@ class DreamVecEnv(VecEnv):
         settings: DreamSettings | None = None,
         n_envs: int | None = None,
         precision: str = "auto",
+        ensemble: tuple[Any, ...] | list[Any] = (),
+        uncertainty_penalty: float = 0.0,
+        uncertainty_halt: float | None = None,
     ) -> None:
         if n_envs is not None:
             warnings.warn(
@@ -88,6 +91,9 @@ class DreamVecEnv(VecEnv):
             done_threshold=done_threshold,
             settings=settings,
             precision=precision,
+            ensemble=ensemble,
+            uncertainty_penalty=uncertainty_penalty,
+            uncertainty_halt=uncertainty_halt,
         )
         self.world = self.core.world
         self.obs_mode = self.core.obs_mode
@@ -133,6 +139,9 @@ class DreamVecEnv(VecEnv):
         # The core's `truncated` already excludes terminated envs: SB3's "truncated and not terminated".
         truncated = result.truncated.cpu().numpy()
         infos: list[dict[str, Any]] = [{"TimeLimit.truncated": t} for t in truncated.tolist()]
+        if self.core.last_disagreement is not None:  # an ensemble dream: d per env
+            for info, d in zip(infos, self.core.last_disagreement.tolist(), strict=True):
+                info["disagreement"] = d
         if result.final_obs is not None:
             final = self.core.obs_to_numpy(result.final_obs)
             for i in np.flatnonzero(dones):

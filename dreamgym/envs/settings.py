@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from dreamgym.utils.hardware import check_precision
 from dreamgym.utils.validate import (
     InvalidValueError,
+    check_float,
     check_int,
     check_positive,
     check_probability,
@@ -77,6 +78,16 @@ class DreamSettings:
     """M's matmuls in the dream: "float32", "bfloat16", or "auto" (bfloat16 only where the
     hardware does it natively, `dreamgym.utils.hardware.native_bf16`). The LSTM state, the
     mixture's weights and the sampling stay float32 in every case."""
+    ensemble: tuple[Any, ...] = ()
+    """More worlds on the same V (bundle directories, bundled names or `World`s; e.g. M trained
+    with another `--seed`) stepped with the world in the one dream: each member keeps its own
+    h, one member drawn per env and step gives z, the reward and done, and the members'
+    disagreement d about z_{t+1} is measured every step (`dreamgym.models.mdn_kernel.
+    EnsembleKernel`). The observation's h is the world's own (the first member's)."""
+    uncertainty_penalty: float = 0.0
+    """λ of MOPO (Yu et al. 2020): the reward is r − λ·d. Needs `ensemble`."""
+    uncertainty_halt: float | None = None
+    """MOReL's halt (Kidambi et al. 2020): a dream terminates where d > this. Needs `ensemble`."""
 
     def __post_init__(self) -> None:
         check_str(self.obs_mode, "obs_mode", choices=OBS_MODES)
@@ -89,6 +100,29 @@ class DreamSettings:
         threshold = check_probability(self.done_threshold, "done_threshold")
         object.__setattr__(self, "done_threshold", threshold)
         check_precision(self.precision)
+        self._check_uncertainty()
+
+    def _check_uncertainty(self) -> None:
+        members = self.ensemble
+        if isinstance(members, (str, bytes)) or not isinstance(members, (list, tuple)):
+            raise InvalidValueError(
+                f"ensemble must be a list of worlds (bundle directories, bundled names or "
+                f"World objects), got {members!r}"
+            )
+        object.__setattr__(self, "ensemble", tuple(members))
+        penalty = check_float(self.uncertainty_penalty, "uncertainty_penalty", low=0.0)
+        object.__setattr__(self, "uncertainty_penalty", penalty)
+        halt = check_float(
+            self.uncertainty_halt, "uncertainty_halt", low=0.0, low_open=True, optional=True
+        )
+        object.__setattr__(self, "uncertainty_halt", halt)
+        if not members and (penalty or halt is not None):
+            raise InvalidValueError(
+                "uncertainty_penalty and uncertainty_halt measure how much ensemble members "
+                "disagree, and no ensemble was given: pass ensemble=[WORLD, ...] (--members), "
+                "worlds trained on this world's V (`dreamgym train --vae-epochs 0 --vae-from "
+                "WORLD --seed N`)"
+            )
 
     @classmethod
     def from_arguments(cls, settings: DreamSettings | None, **keywords: Any) -> DreamSettings:

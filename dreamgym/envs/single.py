@@ -46,6 +46,9 @@ class DreamEnv(gym.Env):
         done_threshold: float = 0.5,
         settings: DreamSettings | None = None,
         precision: str = "auto",
+        ensemble: tuple[Any, ...] | list[Any] = (),
+        uncertainty_penalty: float = 0.0,
+        uncertainty_halt: float | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -60,6 +63,9 @@ class DreamEnv(gym.Env):
             termination=termination,
             done_threshold=done_threshold,
             precision=precision,
+            ensemble=tuple(ensemble),
+            uncertainty_penalty=uncertainty_penalty,
+            uncertainty_halt=uncertainty_halt,
         )
         self.core = DreamVectorEnv(
             world, num_envs=1, autoreset_mode=AutoresetMode.DISABLED, settings=settings
@@ -100,7 +106,9 @@ class DreamEnv(gym.Env):
             float(r.reward[0]),
             bool(r.terminated[0]),
             bool(r.truncated[0]),
-            {},
+            {}
+            if self.core.last_disagreement is None
+            else {"disagreement": float(self.core.last_disagreement[0])},
         )
 
     def render(self) -> np.ndarray | None:

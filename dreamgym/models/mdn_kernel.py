@@ -146,16 +146,31 @@ class DreamKernel:
 
     def _step_rows(self, args: tuple[torch.Tensor, ...], temperature: float) -> None:
         x, c, actions, uniforms, x_next, reward, p_done = args
+        out = self.predict(x, c, actions, x_next)
+        self.draw(out, uniforms, temperature, x_next[:, : self.latent])
+        self.reward_and_done(out, reward, p_done)
+
+    def predict(
+        self, x: torch.Tensor, c: torch.Tensor, actions: torch.Tensor, x_next: torch.Tensor
+    ) -> torch.Tensor:
+        """The LSTM and the heads on rows `x`: h' into `x_next` (its z columns left for the draw),
+        c updated in place; → the heads' output (B, padded outputs)."""
         lat = self.latent
         x[:, self.ones_col + 1 :].copy_(actions)
         x_next[:, self.ones_col :].copy_(self._tail(x.device))  # [1 | a = 0]
         self.model.lstm_rows(x, c, x_next[:, lat : self.ones_col], self.mode)
         head = self.model.fused_weight("head", self.mode)
-        out = rows_mm(x_next[:, lat : self.ones_col + 1], head, self.mode)
-        self._draw(out, uniforms, temperature, x_next[:, :lat])
-        self._reward_and_done(out, reward, p_done)
+        return rows_mm(x_next[:, lat : self.ones_col + 1], head, self.mode)
 
-    def _draw(
+    def expected_z(self, out: torch.Tensor) -> torch.Tensor:
+        """The mixture's mean of z_{t+1}, Σ_k π_k μ_k (B, Z), at τ = 1: what ensemble members
+        compare (`EnsembleKernel`); it reads `out` and writes nothing into it."""
+        b, k = out.shape[0], self.mixtures
+        logits = out[:, : self.n_logits].view(b, k, self.choices)
+        mu = out[:, self.n_logits : self.n_logits + k * self.latent].view(b, k, self.latent)
+        return (torch.softmax(logits, dim=1) * mu).sum(dim=1)
+
+    def draw(
         self, out: torch.Tensor, uniforms: torch.Tensor, temperature: float, z_out: torch.Tensor
     ) -> None:
         """z_{t+1} into `z_out` from the heads' output (B, padded outputs)."""
@@ -172,7 +187,7 @@ class DreamKernel:
         eps = normal_from_uniform(uniforms[:, self.noise.gaussians], lat)
         torch.addcmul(mu, sigma, eps, out=z_out)
 
-    def _reward_and_done(
+    def reward_and_done(
         self, out: torch.Tensor, reward: torch.Tensor, p_done: torch.Tensor
     ) -> None:
         """The expected reward and P(done) (the training weight undone, the offset added)."""
@@ -186,6 +201,118 @@ class DreamKernel:
         # P(done) as `MDNRNN.done_probability`: the training weight undone, the offset added
         shift = c.done_logit_offset - math.log(c.done_pos_weight)
         _sigmoid_(p_done.copy_(out[:, col + 1]).add_(shift))
+
+
+class EnsembleKernel:
+    """K M's on one V stepped together: each member keeps its own (h, c), all share z.
+
+    Every step each member reads [z_t, a_t] with its own LSTM state and predicts z_{t+1}; one
+    member, drawn per env and step from uniforms of its own (so the step's block of noise is
+    the one-world dream's: identical members dream exactly the world's dream), gives z_{t+1},
+    the reward and P(done) (as MBPO and MOPO step their ensembles), and every member moves on
+    from that z. The members' disagreement about z_{t+1} is
+
+        d = max_k sqrt(mean_j (E_k[z_j] − Ē[z_j])²),
+
+    E_k the member's mixture mean and Ē the members' average: the largest RMS distance of one
+    member's prediction from the ensemble's, in z's units (V's z is ~N(0, 1)). It is 0 for
+    identical members and grows with their spread; MOPO's penalty is r − λ·d, MOReL's halt
+    ends the dream where d passes a threshold (`DreamVectorEnv`'s `uncertainty_penalty` and
+    `uncertainty_halt`). A step costs K members' matmuls: 1/K of one member's speed.
+    """
+
+    def __init__(self, kernels: list[DreamKernel]) -> None:
+        if len(kernels) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        first = kernels[0]
+        for k in kernels[1:]:
+            if (k.latent, k.action, k.width - k.hidden) != (
+                first.latent,
+                first.action,
+                first.width - first.hidden,
+            ):
+                raise ValueError("ensemble members must share z's and the actions' sizes")
+        self.kernels = kernels
+        self.latent = first.latent
+        for k in kernels[1:]:
+            if (k.mixtures, k.choices) != (first.mixtures, first.choices):
+                raise ValueError(
+                    "ensemble members must share the mixture's layout (--mixtures, --mixture)"
+                )
+        self.noise = first.noise
+        self._pick = torch.zeros(0, dtype=torch.long)
+
+    @property
+    def size(self) -> int:
+        return len(self.kernels)
+
+    def step(
+        self,
+        xs: list[torch.Tensor],
+        cs: list[torch.Tensor],
+        actions: torch.Tensor,
+        uniforms: torch.Tensor,
+        member_uniforms: torch.Tensor,
+        temperature: float,
+        parts: list[slice] | None = None,
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step of every row in every member: → (next rows per member, reward, P(done),
+        disagreement d (B,)). As `DreamKernel.step` (`uniforms` is the same block: with one
+        member this dreams what `DreamKernel.step` dreams); `member_uniforms` (B,) pick each
+        row's drawing member. Each member's `cs` is updated in place, the rows' action columns
+        overwritten, `parts` stepped side by side on threads."""
+        b, device = xs[0].shape[0], xs[0].device
+        size = len(self.kernels)
+        self._pick = (member_uniforms * size).long().clamp_(max=size - 1)
+        for k in self.kernels:
+            k._tail(device)
+        nexts = [torch.empty_like(x) for x in xs]
+        reward = torch.empty(b, device=device)
+        p_done = torch.empty(b, device=device)
+        spread = torch.empty(b, device=device)
+        args = (xs, cs, actions, uniforms, nexts, reward, p_done, spread)
+        parts = split_rows(b, device) if parts is None else parts
+        if len(parts) == 1:
+            self._step_rows(args, slice(0, b), temperature)
+        else:
+            pool = _pool(len(parts) - 1)
+            done = [pool.submit(self._step_part, args, r, temperature) for r in parts[:-1]]
+            self._step_part(args, parts[-1], temperature)
+            for future in done:
+                future.result()
+        return nexts, reward, p_done, spread
+
+    def _step_part(self, args: tuple, rows: slice, temperature: float) -> None:
+        with torch.inference_mode():
+            self._step_rows(args, rows, temperature)
+
+    def _step_rows(self, args: tuple, rows: slice, temperature: float) -> None:
+        xs, cs, actions, uniforms, nexts, reward, p_done, spread = args
+        lat = self.latent
+        u, pick = uniforms[rows], self._pick[rows]
+        means, rewards, dones = [], [], []
+        chosen: torch.Tensor | None = None
+        for i, kernel in enumerate(self.kernels):
+            out = kernel.predict(xs[i][rows], cs[i][rows], actions[rows], nexts[i][rows])
+            means.append(kernel.expected_z(out))
+            r = torch.empty(out.shape[0], device=out.device)
+            p = torch.empty_like(r)
+            kernel.reward_and_done(out, r, p)  # each member's own calibration
+            rewards.append(r)
+            dones.append(p)
+            # the drawing member's heads, row by row (the members share the heads' layout)
+            chosen = out if chosen is None else torch.where((pick == i).unsqueeze(1), out, chosen)
+        assert chosen is not None
+        z = nexts[0][rows, :lat]
+        self.kernels[0].draw(chosen, u, temperature, z)
+        for x_next in nexts[1:]:
+            x_next[rows, :lat].copy_(z)
+        which = pick.unsqueeze(1)
+        reward[rows] = torch.gather(torch.stack(rewards, 1), 1, which).squeeze(1)
+        p_done[rows] = torch.gather(torch.stack(dones, 1), 1, which).squeeze(1)
+        stacked = torch.stack(means)  # (K, B, Z)
+        dev = (stacked - stacked.mean(0)).pow_(2).mean(2).sqrt_()  # (K, B)
+        spread[rows] = dev.amax(0)
 
 
 def _sigmoid_(t: torch.Tensor) -> torch.Tensor:

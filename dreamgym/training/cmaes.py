@@ -210,6 +210,7 @@ def _evaluators(
         "done_threshold": config.done_threshold,
         "precision": config.precision,
         "action_head": config.action_head,
+        **config.uncertainty_settings(),
     }
     evaluator = EnsembleEvaluator(
         world, members, config.popsize, config.rollouts, crn=config.crn, **common

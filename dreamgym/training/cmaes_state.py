@@ -82,6 +82,16 @@ def run_fingerprint(
         "ensemble": list(ensemble or []),
         # The dream's arithmetic, recorded when chosen (runs from before it resume unchanged).
         **({"precision": config.precision} if config.precision != "auto" else {}),
+        # An ensemble dream (--members): its worlds as given, λ and the halt.
+        **(
+            {
+                "members": list(config.members),
+                "uncertainty_penalty": float(config.uncertainty_penalty),
+                "uncertainty_halt": config.uncertainty_halt,
+            }
+            if config.members
+            else {}
+        ),
     }
 
 

@@ -28,6 +28,7 @@ three-M ensemble still found their shared errors.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,6 +74,9 @@ class PopulationEvaluator:
         action_head: str = DEFAULT_ACTION_HEAD,
         dream_world: World | None = None,
         precision: str = "auto",
+        ensemble: Sequence[Any] = (),
+        uncertainty_penalty: float = 0.0,
+        uncertainty_halt: float | None = None,
     ) -> None:
         self.obs_dim = controller_obs_dim(world, obs_mode)
         self.obs_mode = obs_mode
@@ -95,6 +99,9 @@ class PopulationEvaluator:
             termination=termination,
             done_threshold=done_threshold,
             **precision_setting(precision),
+            ensemble=tuple(ensemble),
+            uncertainty_penalty=uncertainty_penalty,
+            uncertainty_halt=uncertainty_halt,
         )
         self.env = DreamVectorEnv(
             dream_world if foreign else world,
@@ -211,7 +218,11 @@ class EnsembleEvaluator:
         **kwargs: object,
     ) -> None:
         first = PopulationEvaluator(world, popsize, rollouts, temperature=temperature, **kwargs)
+        # an ensemble dream (members stepped together, `DreamSettings.ensemble`) is the world's
+        # own dream; the other worlds here each dream alone
         kwargs = {**kwargs, "max_steps": first.max_steps}
+        for key in ("ensemble", "uncertainty_penalty", "uncertainty_halt"):
+            kwargs.pop(key, None)
         self.evaluators = [first] + [
             PopulationEvaluator(
                 world, popsize, rollouts, temperature=first.temperature, dream_world=m, **kwargs
