@@ -35,8 +35,10 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dreamgym.envs.device import DEVICE_TYPES, dream_precision, resolve_device
+from dreamgym.envs.ensemble import EnsembleMembers
+from dreamgym.envs.observation import check_noise_groups, observation_space_for
 from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, check_temperature
-from dreamgym.models.mdn_kernel import DreamKernel, EnsembleKernel, split_rows
+from dreamgym.models.mdn_kernel import DreamKernel, split_rows
 from dreamgym.models.noise import draw_uniforms, gaussian_width, normal_from_uniform
 from dreamgym.spaces import check_actions, encode_actions_tensor
 from dreamgym.utils.hardware import matmul_mode, resolve_precision
@@ -59,35 +61,6 @@ __all__ = [
 
 RENDER_FPS = 50
 """Frames per second a rendered dream is meant to be shown at."""
-
-
-def observation_space_for(world: World, obs_mode: str) -> gym.spaces.Box:
-    """The single-env observation space of `world` in `obs_mode`."""
-    if obs_mode == "zh":
-        dim = world.latent_dim + world.hidden_dim
-        return gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
-    if obs_mode == "z":
-        return gym.spaces.Box(-np.inf, np.inf, shape=(world.latent_dim,), dtype=np.float32)
-    if obs_mode == "zch":
-        dim = world.latent_dim + 2 * world.hidden_dim
-        return gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
-    if obs_mode == "pixels":
-        size = world.preprocessing.size
-        return gym.spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8)
-    raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-
-
-def _check_noise_groups(noise_groups: int | None, num_envs: int) -> int | None:
-    """None (independent noise), or a group count R that divides num_envs (shared noise)."""
-    if noise_groups is None:
-        return None
-    check_int(noise_groups, "noise_groups", "DreamVectorEnv", minimum=1)
-    if num_envs % int(noise_groups):
-        raise ValueError(
-            f"noise_groups must divide num_envs ({num_envs}), got {noise_groups}; pass "
-            "noise_groups=None for independent noise in every env"
-        )
-    return int(noise_groups)
 
 
 class DreamStep(NamedTuple):
@@ -169,7 +142,7 @@ class DreamVectorEnv(VectorEnv):
         uncertainty_halt: float | None = None,
     ) -> None:
         check_int(num_envs, "num_envs", "DreamVectorEnv", minimum=1)
-        self.noise_groups = _check_noise_groups(noise_groups, int(num_envs))
+        self.noise_groups = check_noise_groups(noise_groups, int(num_envs))
         settings = DreamSettings.from_arguments(
             settings,
             obs_mode=obs_mode,
@@ -227,19 +200,20 @@ class DreamVectorEnv(VectorEnv):
         mode = matmul_mode(self.precision, self.device)
         self.kernel = DreamKernel(self.world.mdnrnn, mode)
         self._bank_sigma = torch.exp(0.5 * self.world.initial_logvar)
-        self.members = [self._load_member(m) for m in settings.ensemble]
-        """The ensemble's other worlds (`DreamSettings.ensemble`), on this env's device."""
-        self.uncertainty_penalty = settings.uncertainty_penalty
-        self.uncertainty_halt = settings.uncertainty_halt
-        self.ensemble_kernel = (
-            EnsembleKernel([self.kernel] + [DreamKernel(m.mdnrnn, mode) for m in self.members])
-            if self.members
+        self.ensemble = (
+            EnsembleMembers(
+                self.world,
+                self.kernel,
+                settings.ensemble,
+                self.num_envs,
+                self.device,
+                settings.uncertainty_penalty,
+                settings.uncertainty_halt,
+            )
+            if settings.ensemble
             else None
         )
-        self.member_generator = torch.Generator(device=self.device)
-        """Picks each step's drawing member in an ensemble dream, beside `generator` (whose
-        stream is then the one-world dream's), seeded with it."""
-
+        """An ensemble dream's other members (`DreamSettings.ensemble`); None: the world alone."""
         self.generator = torch.Generator(device=self.device)
         self._seeded = False
         n, h = self.num_envs, self.world.hidden_dim
@@ -250,25 +224,8 @@ class DreamVectorEnv(VectorEnv):
         self._t = torch.zeros(n, dtype=torch.long, device=self.device)
         self._needs_reset = torch.zeros(n, dtype=torch.bool, device=self.device)
         self._has_reset = False
-        # the other members' rows and cell states (their z columns always equal `_z`)
-        self._member_x = [self.kernel.new_rows(n, self.device) for _ in self.members]
-        self._member_c = [torch.zeros(n, h, device=self.device) for _ in self.members]
         self.last_disagreement: torch.Tensor | None = None
         """The members' disagreement d of the last step (None without an ensemble)."""
-
-    def _load_member(self, member: Any) -> World:
-        """An ensemble member as a World on this env's device, checked against the world."""
-        from dreamgym.training.population import check_ensemble_member
-
-        world = member if isinstance(member, World) else World.load(member, device=self.device)
-        world = world if world.device == self.device else world.copy_to(self.device)
-        check_ensemble_member(self.world, world)
-        if world.hidden_dim != self.world.hidden_dim:
-            raise ValueError(
-                f"ensemble member {world.name!r} has hidden size {world.hidden_dim}, the world "
-                f"{self.world.hidden_dim}: train members with the world's --hidden"
-            )
-        return world
 
     # --- torch level ------------------------------------------------------------------------
     @property
@@ -297,8 +254,8 @@ class DreamVectorEnv(VectorEnv):
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
         self.generator.manual_seed(int(seed))
-        member_seed = np.random.SeedSequence(int(seed), spawn_key=(1,)).generate_state(1)[0]
-        self.member_generator.manual_seed(int(member_seed))
+        if self.ensemble is not None:
+            self.ensemble.seed(int(seed))
         self._seeded = True
 
     @property
@@ -348,10 +305,8 @@ class DreamVectorEnv(VectorEnv):
         self._z.index_copy_(0, rows, z0)
         self._h.index_fill_(0, rows, 0.0)
         self._c.index_fill_(0, rows, 0.0)
-        for x, c in zip(self._member_x, self._member_c, strict=True):
-            self.kernel.z(x).index_copy_(0, rows, z0)
-            self.kernel.h(x).index_fill_(0, rows, 0.0)
-            c.index_fill_(0, rows, 0.0)
+        if self.ensemble is not None:
+            self.ensemble.reset_where(rows, z0)
         self._t.index_fill_(0, rows, 0)
         self._needs_reset = self._needs_reset & ~mask
 
@@ -407,34 +362,23 @@ class DreamVectorEnv(VectorEnv):
         )
         encoded = self.encode_actions(actions)
         spread = None
-        if self.ensemble_kernel is None:
+        if self.ensemble is None:
             self._x, reward, p_done = self.kernel.step(
                 self._x, self._c, encoded, u, self.temperature, parts
             )
         else:
-            picks = draw_uniforms(
-                self.num_envs, 1, self.member_generator, self.device, self.noise_groups
+            self._x, reward, p_done, spread = self.ensemble.step(
+                self._x, self._c, encoded, u, self.temperature, parts, self.noise_groups
             )
-            rows, reward, p_done, spread = self.ensemble_kernel.step(
-                [self._x, *self._member_x],
-                [self._c, *self._member_c],
-                encoded,
-                u,
-                picks[:, 0],
-                self.temperature,
-                parts,
-            )
-            self._x, self._member_x = rows[0], rows[1:]
-            if self.uncertainty_penalty:
-                reward.sub_(spread, alpha=self.uncertainty_penalty)
         self.last_disagreement = spread
         self._t.add_(1)
         if self.termination == "sample":
             terminated = u[:, noise.done] < p_done
         else:
             terminated = p_done > self.done_threshold
-        if spread is not None and self.uncertainty_halt is not None:
-            terminated |= spread > self.uncertainty_halt
+        halted = None if self.ensemble is None else self.ensemble.halted(spread)
+        if halted is not None:
+            terminated |= halted
         if self.max_episode_steps is not None:
             truncated = (self._t >= self.max_episode_steps) & ~terminated
         else:
