@@ -155,9 +155,32 @@ def random_action_tensor(venv: DreamVectorEnv, gen: torch.Generator) -> torch.Te
     return (low + (high - low) * u).to(venv.device)
 
 
-def dream_rate(bench: Bench, world: World, n: int, steps: int, precision: str) -> float:
-    """env-steps/s of `step_tensors` with `n` envs (actions pre-drawn on the device)."""
-    venv = DreamVectorEnv(world, num_envs=n, device=bench.device, precision=precision)
+def ensemble_members(world: World, size: int) -> list[World]:
+    """`size` − 1 members for an ensemble dream of `world`: its V, M initialised anew (seeds 1…)."""
+    members = []
+    for k in range(1, size):
+        member = world.copy_to(world.device)
+        gen = torch.Generator().manual_seed(k)
+        with torch.no_grad():
+            for p in member.mdnrnn.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen).mul_(p.std().item() or 0.01))
+        members.append(member)
+    return members
+
+
+def dream_rate(
+    bench: Bench,
+    world: World,
+    n: int,
+    steps: int,
+    precision: str,
+    members: list[World] | None = None,
+) -> float:
+    """env-steps/s of `step_tensors` with `n` envs (actions pre-drawn on the device); with
+    `members`, of the ensemble dream that steps them beside the world."""
+    venv = DreamVectorEnv(
+        world, num_envs=n, device=bench.device, precision=precision, ensemble=members or []
+    )
     venv.reset_tensors(seed=0)
     actions = [random_action_tensor(venv, torch.Generator().manual_seed(i)) for i in range(8)]
 
@@ -266,6 +289,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="dream batch sizes, comma-separated (default: "
         f"{','.join(map(str, NUM_ENVS))}; on CUDA {','.join(map(str, CUDA_NUM_ENVS))})",
     )
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        help="also time an ensemble dream of this many M's at 1024 envs (its FLOPs: K × one's)",
+    )
     return parser.parse_args(argv)
 
 
@@ -293,6 +322,11 @@ def table(
         if REFERENCE_ENVS in sizes:
             rate = dream_numpy_rate(bench, world, REFERENCE_ENVS, args.steps, precision)
             rows.append((f"dream numpy step, {REFERENCE_ENVS} envs", precision, rate))
+            if args.ensemble > 1:
+                members = ensemble_members(world, args.ensemble)
+                rate = dream_rate(bench, world, REFERENCE_ENVS, args.steps, precision, members)
+                name = f"ensemble dream ({args.ensemble} M's), {REFERENCE_ENVS} envs"
+                rows.append((name, precision, rate))
     rows.append((f"dream per-env loop ({LOOP_ENVS} × num_envs=1)", "float32", loop))
     rows.append((f"real {ENV_ID}, random actions", "", real))
     rates = ", ".join(f"{k} {v:.1f}" for k, v in bench.rates.items())
@@ -304,8 +338,8 @@ def table(
     print("| what | precision | env-steps/s | × real | × per-env loop | GFLOP/s | % of matmul |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, precision, rate in rows:
-        is_dream = name.startswith("dream")
-        gf = rate * per_env / 1e9
+        is_dream = name.startswith(("dream", "ensemble"))
+        gf = rate * per_env * (args.ensemble if name.startswith("ensemble") else 1) / 1e9
         share = 100 * gf / bench.rates[precision] if is_dream else float("nan")
         cells = [name, precision, f"{rate:,.0f}", f"{rate / real:,.1f}"]
         cells += [f"{rate / loop:,.1f}", f"{gf:.1f}", f"{share:.0f}%"] if is_dream else ["", "", ""]
