@@ -263,7 +263,9 @@ class AlarmOptions(_Group):
     `alarm_members`, reward − λ·d, halted where d > h) on fixed seeds; warn when the first rises
     while the second does not; keep the best by each."""
 
-    alarm_every: int = option(0, "every K generations (steps) run the exploitation alarm (0: off)")
+    alarm_every: int = option(
+        0, "every K generations run the exploitation alarm: both best controllers kept (0: off)"
+    )
     alarm_members: list[str] = field(
         default_factory=list,
         metadata={

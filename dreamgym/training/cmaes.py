@@ -85,7 +85,7 @@ RealEvaluator = Callable[[str, str, int, int, "int | None"], np.ndarray]
 
 @deprecated_aliases
 @dataclass(kw_only=True)
-class ControllerConfig(DreamOptions, AlarmOptions):
+class ControllerConfig(AlarmOptions, DreamOptions):
     """Options of `dreamgym controller` (CMA-ES on a linear controller in the batched dream):
     the dream's, and these."""
 

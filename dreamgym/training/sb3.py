@@ -44,7 +44,7 @@ SB3_KEEP_MODES = ("last", "best-predicted")
 
 @deprecated_aliases
 @dataclass(kw_only=True)
-class SB3Config(DreamOptions, AlarmOptions):
+class SB3Config(AlarmOptions, DreamOptions):
     """Options of `dreamgym sb3`: the dream's, the exploitation alarm's, and these."""
 
     world: str = option(help="world bundle directory or bundled name (carracing, doom_takecover)")
