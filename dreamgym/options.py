@@ -248,3 +248,76 @@ class RealRunOptions(_Group):
 class DreamAndRealOptions(RealRunOptions, DreamOptions):
     """Both groups: the jobs that run a policy in the dream and in reality (evaluate, gap,
     diagnose). One `max_steps` caps both, one `seed` seeds both."""
+
+
+ALARM_PENALTY = 1.0
+"""The alarm dream's default λ: d is in z's units (each dim of z ≈ N(0, 1)), so a disagreement
+of one standard deviation costs one reward unit per step."""
+ALARM_EPISODES = 32
+
+
+@dataclass(kw_only=True)
+class AlarmOptions(_Group):
+    """The exploitation alarm (`docs/exploitation-alarm.md`): every `alarm_every` generations or
+    steps, score the policy in the plain dream and in the uncertainty-aware dream (the world and
+    `alarm_members`, reward − λ·d, halted where d > h) on fixed seeds; warn when the first rises
+    while the second does not; keep the best by each."""
+
+    alarm_every: int = option(
+        0, "every K generations run the exploitation alarm: both best controllers kept (0: off)"
+    )
+    alarm_members: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "the alarm's ensemble: worlds on the world's V (M trained with another "
+            "--seed) whose disagreement d marks what the world cannot know (default: --members)"
+        },
+    )
+    alarm_penalty: float = option(
+        ALARM_PENALTY, "λ of the alarm's dream: reward − λ·d, the predicted real score's penalty"
+    )
+    alarm_halt: float | None = option(None, "end an alarm dream where d > this (default: never)")
+    alarm_episodes: int = option(ALARM_EPISODES, "episodes per dream per check (fixed seeds)")
+    alarm_window: int = option(3, "checks over which a rising dream score raises the alarm (≥ 2)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.alarm_every = check_int("alarm_every", self.alarm_every, 0)
+        self.alarm_members = [check_text("alarm_members", m) for m in self.alarm_members]
+        self.alarm_penalty = check_float("alarm_penalty", self.alarm_penalty, 0.0)
+        if self.alarm_halt is not None:
+            self.alarm_halt = check_float("alarm_halt", self.alarm_halt, 0.0, above=True)
+        self.alarm_episodes = check_int("alarm_episodes", self.alarm_episodes, 1)
+        self.alarm_window = check_int("alarm_window", self.alarm_window, 2)
+        if self.alarm_every and not self.alarm_worlds():
+            raise validate.InvalidValueError(
+                "--alarm-every needs an ensemble to predict the real score: add --alarm-members "
+                "WORLD [WORLD ...] (or --members), worlds trained on this world's V (`dreamgym "
+                "train --vae-epochs 0 --vae-from WORLD --seed N`)"
+            )
+
+    def alarm_worlds(self) -> list[str]:
+        """The alarm's ensemble members: `alarm_members`, else the dream's `members`."""
+        return list(self.alarm_members or getattr(self, "members", []))
+
+    def alarm_settings(self) -> dict[str, Any]:
+        """The alarm dream's `DreamSettings` keywords (members, λ, halt)."""
+        return {
+            "ensemble": tuple(self.alarm_worlds()),
+            "uncertainty_penalty": self.alarm_penalty,
+            "uncertainty_halt": self.alarm_halt,
+        }
+
+    def alarm_record(self) -> dict[str, Any]:
+        """What a run records of its alarm (and what a resumed run must share): None when off."""
+        if not self.alarm_every:
+            return {}
+        return {
+            "alarm": {
+                "every": self.alarm_every,
+                "members": self.alarm_worlds(),
+                "penalty": float(self.alarm_penalty),
+                "halt": self.alarm_halt,
+                "episodes": self.alarm_episodes,
+            }
+        }

@@ -2,6 +2,8 @@
 
 - `DreamVecEnv`: SB3's `VecEnv` over one batched dream core (`dreamgym.envs.sb3_vec`).
 - `train_agent(SB3Config)` (`dreamgym sb3`) and its callbacks (`dreamgym.training.sb3`).
+- `ExploitationAlarmCallback`: the dream score beside the predicted real score while an agent
+  trains, best agents by each saved (`dreamgym.training.sb3_alarm`).
 - `save_agent`, `load_sb3_policy`, `SB3Policy`: agents on disk as policies
   (`dreamgym.policies.sb3_agent`).
 """
@@ -19,6 +21,7 @@ from dreamgym.policies.sb3_agent import (
     save_agent,
     world_sha256,
 )
+from dreamgym.training.alarm import AlarmConfig, ExploitationWarning
 from dreamgym.training.sb3 import (
     PPO_BATCH_SIZE,
     PPO_ROLLOUT_STEPS,
@@ -28,15 +31,19 @@ from dreamgym.training.sb3 import (
     default_algo_kwargs,
     train_agent,
 )
+from dreamgym.training.sb3_alarm import ExploitationAlarmCallback
 
 __all__ = [
     "AGENT_FORMAT",
     "AGENT_FORMAT_VERSION",
     "ALGOS",
+    "AlarmConfig",
     "PPO_BATCH_SIZE",
     "PPO_ROLLOUT_STEPS",
     "CheckpointCallback",
     "DreamVecEnv",
+    "ExploitationAlarmCallback",
+    "ExploitationWarning",
     "ProgressCallback",
     "SB3Config",
     "SB3Policy",

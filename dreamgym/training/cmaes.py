@@ -35,7 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dreamgym.envs.dream import resolve_device
-from dreamgym.options import DreamOptions
+from dreamgym.options import AlarmOptions, DreamOptions
 from dreamgym.policies.linear import (
     ACTION_HEADS,
     CONTROLLER_OBS_MODES,
@@ -44,6 +44,7 @@ from dreamgym.policies.linear import (
     LinearController,
     world_fingerprint,
 )
+from dreamgym.training.cmaes_alarm import ControllerAlarm
 from dreamgym.training.cmaes_search import Search
 from dreamgym.training.cmaes_state import (
     HISTORY_FILE,
@@ -68,8 +69,9 @@ __all__ = [
     "train_controller",
 ]
 
-KEEP_MODES = ("best-mean", "best-candidate")
-"""Which parameters a run ships: the best re-scored CMA-ES mean, or the best candidate ever."""
+KEEP_MODES = ("best-mean", "best-candidate", "best-predicted")
+"""Which parameters a run ships: the best re-scored CMA-ES mean, the best candidate ever, or the
+mean with the best predicted real score (the exploitation alarm's, `--alarm-every`)."""
 REAL_EVAL_DIR = "real_eval"
 """Where a real-env check during training writes the controller it runs (inside OUT)."""
 
@@ -83,7 +85,7 @@ RealEvaluator = Callable[[str, str, int, int, "int | None"], np.ndarray]
 
 @deprecated_aliases
 @dataclass(kw_only=True)
-class ControllerConfig(DreamOptions):
+class ControllerConfig(AlarmOptions, DreamOptions):
     """Options of `dreamgym controller` (CMA-ES on a linear controller in the batched dream):
     the dream's, and these."""
 
@@ -102,9 +104,11 @@ class ControllerConfig(DreamOptions):
     mean_rollouts: int = option(
         64, "dream rollouts (fixed seeds) that re-score the mean (paper: ≥ 64)"
     )
-    keep: str = option(
-        "best-mean",
-        "controller shipped: the best re-scored mean, or the best candidate ever",
+    keep: str | None = option(
+        None,
+        "controller shipped: the best re-scored mean, the best candidate ever, or the mean with "
+        "the best predicted real score (default: best-predicted with --alarm-every, else "
+        "best-mean)",
         choices=KEEP_MODES,
     )
     l2: float = option(0.0, "L2 penalty λ: fitness = mean return − λ‖θ‖²")
@@ -133,6 +137,11 @@ class ControllerConfig(DreamOptions):
         },
     )
     progress: bool = option(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.keep is None:  # resolved here: the run's fingerprint records the choice
+            self.keep = "best-predicted" if self.alarm_every else "best-mean"
 
 
 @dataclass
@@ -187,6 +196,11 @@ def _check_config(config: ControllerConfig) -> None:
         raise ValueError(f"--keep must be one of {KEEP_MODES}, got {config.keep!r}")
     if config.eval_mean_every < 0 or config.mean_rollouts < 1:
         raise ValueError("need --eval-mean-every ≥ 0 and --mean-rollouts ≥ 1")
+    if config.keep == "best-predicted" and not config.alarm_every:
+        raise ValueError(
+            "--keep best-predicted needs the exploitation alarm: set --alarm-every K ≥ 1 (and "
+            "--alarm-members or --members), or pass --keep best-mean"
+        )
     if config.keep == "best-mean" and config.eval_mean_every == 0:
         raise ValueError(
             "--keep best-mean needs the mean re-scored: set --eval-mean-every K ≥ 1, or pass "
@@ -196,12 +210,9 @@ def _check_config(config: ControllerConfig) -> None:
         raise ValueError(f"--l2 must be a finite number ≥ 0, got {config.l2}")
 
 
-def _evaluators(
-    config: ControllerConfig, world: World, members: list[World], device: Any
-) -> tuple[EnsembleEvaluator, EnsembleEvaluator | None]:
-    """The generation's evaluator (P × R per world) and the mean's (1 × mean_rollouts per
-    world), if re-scoring; `members` are the ensemble's other worlds (none: the world alone)."""
-    common = {
+def _dream_keywords(config: ControllerConfig, device: Any) -> dict[str, Any]:
+    """The dream every evaluator of the run steps (τ, cap, termination, ...; its ensemble)."""
+    return {
         "obs_mode": config.obs_mode,
         "temperature": config.temperature,
         "max_steps": config.max_steps,
@@ -212,6 +223,13 @@ def _evaluators(
         "action_head": config.action_head,
         **config.uncertainty_settings(),
     }
+
+
+def _evaluators(
+    config: ControllerConfig, world: World, members: list[World], common: dict[str, Any]
+) -> tuple[EnsembleEvaluator, EnsembleEvaluator | None]:
+    """The generation's evaluator (P × R per world) and the mean's (1 × mean_rollouts per
+    world), if re-scoring; `members` are the ensemble's other worlds (none: the world alone)."""
     evaluator = EnsembleEvaluator(
         world, members, config.popsize, config.rollouts, crn=config.crn, **common
     )
@@ -225,7 +243,9 @@ def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> Co
     device = resolve_device(config.device)
     world = World.load(config.world, device=device)
     members = [World.load(m, device=device) for m in config.ensemble]
-    evaluator, mean_evaluator = _evaluators(config, world, members, device)
+    common = _dream_keywords(config, device)
+    evaluator, mean_evaluator = _evaluators(config, world, members, common)
+    alarm = ControllerAlarm(config, world, **common) if config.alarm_every else None
     n = LinearController(world, obs_mode=config.obs_mode).n_params
     fingerprint = run_fingerprint(
         config,
@@ -241,9 +261,11 @@ def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> Co
     search = Search.start(n, config.sigma0, config.popsize, config.seed, config.l2)
     if state is not None:
         search.replay(state, config.progress)
+        if alarm is not None:
+            alarm.restore(search.history, state["tensors"])
     out.mkdir(parents=True, exist_ok=True)
     write_outputs = functools.partial(
-        _write_outputs, out, world, members, config, evaluator, fingerprint, search
+        _write_outputs, out, world, members, config, evaluator, fingerprint, search, alarm
     )
     if state is not None:
         write_outputs()  # heal a run interrupted between its state file and its views
@@ -263,12 +285,16 @@ def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> Co
             if mean_evaluator is not None and (g + 1) % config.eval_mean_every == 0:
                 entry["mean_eval"] = search.score_mean(g, mean_evaluator)
                 mean_seconds.append(entry["mean_eval"]["seconds"])
+            if alarm is not None and (g + 1) % config.alarm_every == 0:
+                entry["alarm"] = alarm.check(g, np.asarray(search.es.mean, dtype=np.float64))
             if config.eval_real_every > 0 and (g + 1) % config.eval_real_every == 0:
                 assert real_evaluator is not None  # checked by train_controller
-                params = search.kept(config.keep)[0]
+                params = _kept(config.keep, search, alarm)[0]
                 entry["real"] = _eval_real(config, world, out, params, g, real_evaluator)
             search.history.append(entry)
-            search.save_state(out / STATE_FILE, fingerprint)
+            search.save_state(
+                out / STATE_FILE, fingerprint, alarm.state_tensors() if alarm else None
+            )
             write_outputs()
             gen_seconds.append(entry["seconds"])
             bar.set_postfix(_postfix(entry))
@@ -308,6 +334,10 @@ def _postfix(entry: dict[str, Any]) -> dict[str, str]:
     }
     if "mean_eval" in entry:
         postfix["θ̄"] = f"{entry['mean_eval']['return']:.1f}"
+    if "alarm" in entry:
+        postfix["pred"] = f"{entry['alarm']['predicted_real']:.1f}"
+        if entry["alarm"]["exploitation"]:
+            postfix["alarm"] = "EXPLOITATION"
     if "real" in entry:
         postfix["real"] = f"{entry['real']['mean']:.1f}"
     return postfix
@@ -321,16 +351,64 @@ def _write_outputs(
     evaluator: EnsembleEvaluator,
     fingerprint: dict[str, Any],
     search: Search,
+    alarm: ControllerAlarm | None = None,
 ) -> None:
-    """The views of the run: the kept controller so far and history.json."""
-    params, chosen = search.kept(config.keep)
+    """The views of the run: the kept controller so far (and the alarm's two) and history.json."""
+    params, chosen = _kept(config.keep, search, alarm)
+    save = functools.partial(
+        _save_controller, world=world, members=members, config=config, evaluator=evaluator
+    )
+    save(out, params, chosen, trained_generations=len(search.fitness))
+    if alarm is not None:
+        for which, (path, best) in alarm.files(out).items():
+            if best is not None:
+                save(path, best, {"kept": f"alarm-best-{which}", **alarm.best(which)})
+    summary = {k: chosen[k] for k in ("kept", "best_candidate", "best_mean")}
+    if alarm is not None:
+        summary["alarm"] = alarm.summary()
+    atomic_write_json(
+        out / HISTORY_FILE, {"run": fingerprint, **summary, "generations": search.history}
+    )
+
+
+def _kept(
+    keep: str, search: Search, alarm: ControllerAlarm | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The parameters a run ships under `keep` (the alarm's best-predicted mean too)."""
+    params, chosen = search.kept("best-mean" if keep == "best-predicted" else keep)
+    if keep != "best-predicted" or alarm is None:
+        return params, chosen
+    best = alarm.best("predicted")
+    if alarm.params["predicted"] is not None:
+        params = alarm.params["predicted"]
+    return np.asarray(params, dtype=np.float64), {
+        **chosen,
+        "kept": keep,
+        "fitness": best["predicted_real"],
+        "generation": best["generation"],
+    }
+
+
+def _save_controller(
+    path: Path,
+    params: np.ndarray,
+    chosen: dict[str, Any],
+    *,
+    world: World,
+    members: list[World],
+    config: ControllerConfig,
+    evaluator: EnsembleEvaluator,
+    **extra: Any,
+) -> None:
+    """One controller file of the run, its sidecar saying how it was trained and chosen."""
     kept = LinearController(
         world, obs_mode=config.obs_mode, params=params, action_head=config.action_head
     )
     kept.save(
-        out,
+        path,
         world=world,
         **chosen,
+        **extra,
         temperature=evaluator.temperature,
         max_steps=evaluator.max_steps,
         rollouts=config.rollouts,
@@ -339,13 +417,9 @@ def _write_outputs(
         done_threshold=config.done_threshold,
         crn=config.crn,
         l2=float(config.l2),
-        trained_generations=len(search.fitness),
         trainer="cma-es",
         **({"ensemble": [world_fingerprint(m) for m in members]} if members else {}),
-    )
-    summary = {k: chosen[k] for k in ("kept", "best_candidate", "best_mean")}
-    atomic_write_json(
-        out / HISTORY_FILE, {"run": fingerprint, **summary, "generations": search.history}
+        **config.alarm_record(),
     )
 
 

@@ -133,8 +133,15 @@ class Search:
                 stacklevel=4,
             )
 
-    def save_state(self, path: Path, fingerprint: dict[str, Any]) -> None:
+    def save_state(
+        self,
+        path: Path,
+        fingerprint: dict[str, Any],
+        extra: dict[str, np.ndarray | None] | None = None,
+    ) -> None:
+        """The state file; `extra`: more parameters to keep (the exploitation alarm's)."""
         params = {
+            **(extra or {}),
             "best_params": self.best_params,
             "mean": self.es.mean,
             "best_mean_params": self.best_mean_params,

@@ -92,6 +92,8 @@ def run_fingerprint(
             if config.members
             else {}
         ),
+        # The exploitation alarm (--alarm-every): its dreams, when on (runs without it unchanged).
+        **(config.alarm_record() if hasattr(config, "alarm_record") else {}),
     }
 
 

@@ -27,21 +27,25 @@ from tqdm.auto import tqdm
 
 from dreamgym.envs.dream import OBS_MODES, resolve_device
 from dreamgym.envs.sb3_vec import DreamVecEnv
-from dreamgym.options import DreamOptions, check_choice, check_int
+from dreamgym.options import AlarmOptions, DreamOptions, check_choice, check_int
 from dreamgym.policies.agent_trust import UntrustedAgentError, check_agent_trust
 from dreamgym.policies.sb3_agent import ALGOS, agent_paths, save_agent, world_sha256
+from dreamgym.training.alarm import AlarmConfig
+from dreamgym.training.sb3_alarm import ExploitationAlarmCallback
 from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.world import World
 
 PPO_ROLLOUT_STEPS = 2048
 """PPO collects about this many transitions per update, whatever n_envs (SB3's single-env default)."""
 PPO_BATCH_SIZE = 256
+SB3_KEEP_MODES = ("last", "best-predicted")
+"""Which agent `dreamgym sb3` ships as OUT.zip: the last one, or the alarm's best-predicted."""
 
 
 @deprecated_aliases
 @dataclass(kw_only=True)
-class SB3Config(DreamOptions):
-    """Options of `dreamgym sb3`: the dream's, and these."""
+class SB3Config(AlarmOptions, DreamOptions):
+    """Options of `dreamgym sb3`: the dream's, the exploitation alarm's, and these."""
 
     world: str = option(help="world bundle directory or bundled name (carracing, doom_takecover)")
     out: str = option(help="agent path: writes OUT.zip (SB3) and OUT.json (sidecar)")
@@ -69,6 +73,28 @@ class SB3Config(DreamOptions):
     progress: bool = option(True, "show a progress bar")
     verbose: int = option(0, "SB3 verbosity (0, 1 or 2)")
     force: bool = option(False, "overwrite an existing agent and ignore checkpoints")
+    alarm_every: int = option(
+        0,
+        "every K env steps run the exploitation alarm: OUT.best_predicted.zip, "
+        "OUT.best_dream.zip (0: off)",
+    )
+    keep: str | None = option(
+        None,
+        "agent shipped as OUT.zip: the last, or the alarm's best-predicted (default: "
+        "best-predicted with --alarm-every, else last)",
+        choices=SB3_KEEP_MODES,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.keep is None:
+            self.keep = "best-predicted" if self.alarm_every else "last"
+        check_choice("keep", self.keep, SB3_KEEP_MODES)
+        if self.keep == "best-predicted" and not self.alarm_every:
+            raise ValueError(
+                "--keep best-predicted needs the exploitation alarm: set --alarm-every K (and "
+                "--alarm-members or --members), or pass --keep last"
+            )
 
 
 def default_algo_kwargs(algo: str, n_envs: int, steps: int) -> dict[str, Any]:
@@ -152,6 +178,7 @@ def _run_identity(config: SB3Config, world: World, kwargs: dict[str, Any]) -> di
         "seed": config.seed,
         "algo_kwargs": kwargs,
         **_dream_extras(config),
+        **config.alarm_record(),
     }
 
 
@@ -205,6 +232,9 @@ def train_agent(
         save_agent(m, partial, world, config.obs_mode, **extra, run=identity, wall_time_s=wall)
 
     callbacks: list[BaseCallback] = [CheckpointCallback(config.checkpoint_every, save_checkpoint)]
+    alarm = _alarm_callback(config, world, zip_path, extra, resumed=resumed_from > 0)
+    if alarm is not None:
+        callbacks.append(alarm)
     if config.progress:
         callbacks.append(ProgressCallback(config.steps, initial=resumed_from))
     if callback is not None:
@@ -219,12 +249,14 @@ def train_agent(
             raise
     wall = previous_wall + time.perf_counter() - start
     returns = [float(e["r"]) for e in model.ep_info_buffer]
+    shipped = _ship_best_predicted(model, config, alarm)
     save_agent(
         model,
         zip_path,
         world,
         config.obs_mode,
         **extra,
+        **shipped,
         wall_time_s=round(wall, 3),
         steps_per_s=round(
             (model.num_timesteps - resumed_from) / max(time.perf_counter() - start, 1e-9), 1
@@ -352,3 +384,53 @@ def _new_or_resumed_model(
         **kwargs,
     )
     return model, 0, 0.0
+
+
+def _alarm_callback(
+    config: SB3Config, world: World, zip_path: Path, extra: dict[str, Any], resumed: bool
+) -> ExploitationAlarmCallback | None:
+    """The exploitation alarm of `--alarm-every` (None when off): OUT.best_predicted.zip and
+    OUT.best_dream.zip beside OUT.zip; a fresh run forgets an earlier run's, a resumed one
+    carries on from them."""
+    if not config.alarm_every:
+        return None
+    alarm = ExploitationAlarmCallback(
+        world,
+        [World.load(m, device=world.device) for m in config.alarm_worlds()],
+        config.alarm_every,
+        episodes=config.alarm_episodes,
+        penalty=config.alarm_penalty,
+        halt=config.alarm_halt,
+        obs_mode=config.obs_mode,
+        settings=config.dream_settings(obs_mode=config.obs_mode).replace(device=world.device),
+        seed=config.seed,
+        save_path=zip_path.parent,
+        name_prefix=zip_path.name.removesuffix(".zip") + ".",
+        alarm=AlarmConfig(window=config.alarm_window),
+        sidecar=extra,
+    )
+    for which in ("predicted", "dream"):
+        path = alarm.path(which)
+        assert path is not None
+        for p in agent_paths(path) if not resumed else ():
+            p.unlink(missing_ok=True)
+    if resumed:
+        alarm.restore()
+    return alarm
+
+
+def _ship_best_predicted(
+    model: BaseAlgorithm, config: SB3Config, alarm: ExploitationAlarmCallback | None
+) -> dict[str, Any]:
+    """With `--keep best-predicted`, put the best-predicted agent's weights into `model` (what
+    OUT.zip then holds); the sidecar keys saying what was shipped."""
+    if alarm is None:
+        return {}
+    best = alarm.path("predicted")
+    record = {"kept": config.keep, "alarm": alarm.summary()}
+    if config.keep != "best-predicted" or best is None or not best.is_file():
+        return {**record, "kept": "last"}
+    meta = json.loads(agent_paths(best)[1].read_text())
+    check_agent_trust(meta, best)  # ours, signed; SB3 reads the weights from the zip
+    model.set_parameters(str(best), exact_match=True, device=model.device)
+    return record
