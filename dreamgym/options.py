@@ -215,10 +215,18 @@ def precision_setting(precision: str) -> dict[str, str]:
 
 
 def threshold_note(record: dict[str, Any] | None) -> str:
-    """The note ", done at p > T" for a report's dream under threshold termination (`dream_record`)."""
-    if not record or record.get("termination") != "threshold":
-        return ""
-    return f", done at p > {record['done_threshold']:g}"
+    """What a report's table header says of its dream beside τ (`dream_record`): ", done at
+    p > T" under threshold termination, and an ensemble dream's size, λ and halt."""
+    note = ""
+    if record and record.get("termination") == "threshold":
+        note += f", done at p > {record['done_threshold']:g}"
+    if record and record.get("members"):
+        note += f", ensemble of {1 + len(record['members'])}"
+        if record.get("uncertainty_penalty"):
+            note += f", r − {record['uncertainty_penalty']:g}·d"
+        if record.get("uncertainty_halt") is not None:
+            note += f", halt at d > {record['uncertainty_halt']:g}"
+    return note
 
 
 @deprecated_aliases

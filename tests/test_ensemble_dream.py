@@ -200,3 +200,14 @@ def test_options_build_the_ensemble_dream(world_dir: Path, tmp_path: Path) -> No
     record = opts.dream_record(world)
     assert record["members"] == members and record["uncertainty_penalty"] == 1.5
     assert "members" not in DreamOptions(world=str(world_dir)).dream_record(world)
+
+
+def test_report_headers_name_the_ensemble_dream() -> None:
+    from dreamgym.options import threshold_note
+
+    plain = {"termination": "sample", "done_threshold": None}
+    assert threshold_note(plain) == ""
+    record = {**plain, "members": ["m1", "m2"], "uncertainty_penalty": 1.5}
+    assert threshold_note({**record, "uncertainty_halt": None}) == ", ensemble of 3, r − 1.5·d"
+    halted = {**record, "uncertainty_penalty": 0.0, "uncertainty_halt": 0.2}
+    assert threshold_note(halted) == ", ensemble of 3, halt at d > 0.2"
