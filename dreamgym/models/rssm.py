@@ -268,9 +268,11 @@ class RSSM(nn.Module):
     # -- the parts ---------------------------------------------------------------------------------
 
     def transition(self, state: RSSMState, action: torch.Tensor) -> torch.Tensor:
-        """h' = GRU(h, [s, a]), the deterministic step prior and posterior share."""
+        """h' = GRU(h, [s, a]), the deterministic step prior and posterior share (any leading dims)."""
         x = self.img_in(torch.cat([state.s, action], dim=-1))
-        return self.gru(x, state.h)
+        lead = x.shape[:-1]
+        h = self.gru(x.reshape(-1, x.shape[-1]), state.h.reshape(-1, state.h.shape[-1]))
+        return h.view(*lead, -1)
 
     def prior_stats(self, h: torch.Tensor) -> torch.Tensor:
         """Parameters of p(s | h) (..., stats_size), see `distribution`."""
