@@ -297,27 +297,26 @@ class RSSM(nn.Module):
     def sample(
         self, stats: torch.Tensor, temperature: float, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """A draw of s from `distribution`'s stats at temperature τ (0: mean or mode).
+        """A draw of s from `distribution`'s stats at temperature τ (`temper`; 0: mean or mode).
 
         Gaussian: mean + std·√τ·ε, reparameterised. Categorical: one class per group from
         p^{1/τ} renormalised, as one-hot with straight-through gradients (DreamerV2, §2).
         """
-        if temperature < 0 or not math.isfinite(temperature):
-            raise ValueError(f"temperature must be a finite number ≥ 0, got {temperature}")
         c = self.config
+        tempered = temper(c, stats, temperature)
         if c.stoch == "gaussian":
-            mean, std = stats.chunk(2, dim=-1)
+            mean, std = tempered.chunk(2, dim=-1)
             if temperature == 0:
                 return mean
             eps = torch.randn(mean.shape, generator=generator, device=mean.device)
-            return mean + std * math.sqrt(temperature) * eps
+            return mean + std * eps
         logp = stats.unflatten(-1, (c.groups, c.classes))
-        probs = logp.exp()
         if temperature == 0:
             index = logp.argmax(dim=-1)
         else:
-            tempered = torch.softmax(logp.detach() / temperature, dim=-1).reshape(-1, c.classes)
-            index = torch.multinomial(tempered, 1, generator=generator).view(logp.shape[:-1])
+            p = tempered.detach().unflatten(-1, (c.groups, c.classes)).exp().reshape(-1, c.classes)
+            index = torch.multinomial(p, 1, generator=generator).view(logp.shape[:-1])
+        probs = logp.exp()
         onehot = F.one_hot(index, c.classes).to(probs.dtype)
         return (onehot + probs - probs.detach()).flatten(-2)  # straight-through
 
@@ -334,6 +333,24 @@ class RSSM(nn.Module):
     def done_probability(self, done_logit: torch.Tensor) -> torch.Tensor:
         """P(done) with the training's positive weight w undone (odds divided by w)."""
         return torch.sigmoid(done_logit - math.log(self.config.done_pos_weight))
+
+
+def temper(config: RSSMConfig, stats: torch.Tensor, temperature: float) -> torch.Tensor:
+    """`distribution` stats at temperature τ: Gaussian std × √τ; categorical log p / τ,
+    renormalised (p^{1/τ} / Σ p^{1/τ}). τ = 0 gives std 0 or the mode's one-hot (as log-probs
+    of 0 and −inf). τ = 1 returns `stats` itself."""
+    if temperature < 0 or not math.isfinite(temperature):
+        raise ValueError(f"temperature must be a finite number ≥ 0, got {temperature}")
+    if temperature == 1.0:
+        return stats
+    if config.stoch == "gaussian":
+        mean, std = stats.chunk(2, dim=-1)
+        return torch.cat([mean, std * math.sqrt(temperature)], dim=-1)
+    logp = stats.unflatten(-1, (config.groups, config.classes))
+    if temperature == 0:
+        mode = F.one_hot(logp.argmax(dim=-1), config.classes).bool()
+        return torch.where(mode, 0.0, -math.inf).to(stats.dtype).flatten(-2)
+    return torch.log_softmax(logp / temperature, dim=-1).flatten(-2)
 
 
 def kl_divergence(config: RSSMConfig, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -353,8 +370,8 @@ def entropy(config: RSSMConfig, stats: torch.Tensor) -> torch.Tensor:
     if config.stoch == "gaussian":
         std = stats.chunk(2, dim=-1)[1]
         return (0.5 * math.log(2 * math.pi * math.e) + std.log()).sum(dim=-1)
-    logp = stats.unflatten(-1, (config.groups, config.classes))
-    return -(logp.exp() * logp).sum(dim=(-2, -1))
+    probs = stats.unflatten(-1, (config.groups, config.classes)).exp()
+    return -torch.special.xlogy(probs, probs).sum(dim=(-2, -1))
 
 
 def z_log_prob(heads: Heads, z: torch.Tensor) -> torch.Tensor:
