@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--free-nats", type=float, default=1.0)
     p.add_argument("--kl-balance", type=float, default=0.8)
     p.add_argument("--overshooting", type=int, default=0, help="D (0 = off)")
+    p.add_argument(
+        "--z-means", action="store_true", help="train the RSSM on V's means, not z drawn per epoch"
+    )
     p.add_argument("--train-episodes", type=int, help="train on the first N training episodes")
     p.add_argument("--horizons", type=int, nargs="+", default=[1, 10, 50])
     p.add_argument("--context", type=int, default=50)
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         tc = RSSMTrainConfig(
             epochs=args.epochs, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
             free_nats=args.free_nats, kl_balance=args.kl_balance, overshooting=args.overshooting,
-            seed=args.seed, progress=progress,
+            z_means=args.z_means, seed=args.seed, progress=progress,
         )  # fmt: skip
         t0 = time.perf_counter()
         trained = train_rssm(model, latents, train_eps, tc)

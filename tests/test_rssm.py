@@ -18,7 +18,14 @@ from dreamgym.models.rssm import (
     temper,
 )
 from dreamgym.training.mdn import LatentEpisodes
-from dreamgym.training.rssm import RSSMTrainConfig, make_rssm, rssm_loss, train_rssm
+from dreamgym.training.rssm import (
+    RSSMTrainConfig,
+    make_rssm,
+    means_only,
+    rssm_loss,
+    train_rssm,
+)
+from dreamgym.training.streams import make_streams, stream_chunks
 
 Z, A = 3, 2
 
@@ -226,3 +233,14 @@ def test_openloop_error_is_finite_for_both_memories_and_zero_when_exact() -> Non
 def test_openloop_error_names_the_fix_when_episodes_are_short() -> None:
     with pytest.raises(ValueError, match="lower context"):
         openloop_error(RSSM(tiny()), synthetic([5, 6]), np.arange(2), OpenLoopConfig())
+
+
+def test_z_means_trains_on_v_means() -> None:
+    data = synthetic([10, 12], seed=3)
+    data.logvar.fill_(0.0)  # σ = 1: draws would be far from mu
+    drawn = means_only(data)
+    streams = make_streams(drawn, np.arange(2), 2, np.random.default_rng(0))
+    batch, _ = next(stream_chunks(drawn, streams, 5, torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(batch[2][0], drawn.mu[streams.frames[0, :5] + 1])
+    cfg = RSSMTrainConfig(epochs=1, batch=2, seq_len=5, z_means=True, progress=False)
+    assert np.isfinite(train_rssm(RSSM(tiny()), data, np.arange(2), cfg).history[0]["loss"])

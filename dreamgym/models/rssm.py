@@ -10,7 +10,10 @@ has two views of s (Hafner et al. 2019, PlaNet, §3):
 
 h_t = GRU(h_{t-1}, [s_{t-1}, a_{t-1}]): the action that led into frame t. From the features
 [h_t, s_t] a decoder predicts z_t (a Gaussian, its std learned per dim or fixed), a reward head
-the reward of the step into t, and a done head the logit of that step ending the episode.
+the reward of the step into t, and a done head the logit of that step ending the episode. The
+heads read the posterior's features in training and the prior's in a dream (Dreamer): a death
+is a property of the imagined state, so it comes with the frame the prior imagines (where the
+last frame is a terminal screen, the done head learns to read it there).
 
 The stochastic state is one of (`RSSMConfig.stoch`):
 
@@ -133,7 +136,7 @@ class Imagined(NamedTuple):
     """One prior step (`RSSM.imagine`); the z, reward and done of the step into the new state."""
 
     state: RSSMState
-    z: torch.Tensor  # (B, Z): the decoder's mean at the imagined state
+    z: torch.Tensor  # (B, Z): the decoder's mean at the imagined state (its randomness is s's)
     reward: torch.Tensor  # (B,)
     done_probability: torch.Tensor  # (B,): with the training's positive weight divided out
 
@@ -237,7 +240,8 @@ class RSSM(nn.Module):
         `initial_state` on that episode's first frame `z_first[:, t]` (zero action), so nothing
         of the previous episode reaches it. `state` None: every row starts at `initial_state`
         (then column 0 must be an episode start, or the chunk is read as one from h = 0).
-        The first frame only seeds the state; it has no prior to be scored against.
+        The first frame only seeds the state (its posterior is not scored: a dream takes that
+        frame from V, as the MDN-RNN's reset bank does).
         """
         b, t_len = actions.shape[:2]
         if state is None:

@@ -69,6 +69,10 @@ class RSSMTrainConfig:
     """D: also score priors 2 … D steps ahead (latent overshooting); 0 or 1 = off."""
     overshooting_weight: float = 1.0
     """Weight of the overshooting KL (averaged over its depths)."""
+    z_means: bool = False
+    """Observe and decode V's means (mu) instead of z drawn from N(mu, σ²) afresh each epoch (M's
+    recipe): with draws a Gaussian posterior can copy V's per-frame noise into s, which no prior
+    can predict, so the KL grows while the open-loop error does not fall."""
     mask_terminal_z: bool = False
     """Leave the frame after a terminated step out of the z NLL (as M's `--mask-terminal-z`)."""
     seed: int = 0
@@ -227,10 +231,22 @@ def make_rssm(
     return model.to(data.mu.device)
 
 
+MEANS_LOGVAR = -60.0
+"""log σ² that makes every draw of z its mean (σ ≈ 1e-13), for `RSSMTrainConfig.z_means`."""
+
+
+def means_only(data: LatentEpisodes) -> LatentEpisodes:
+    """`data` with σ ≈ 0, so every z drawn from it is V's mean."""
+    logvar = torch.full_like(data.logvar, MEANS_LOGVAR)
+    return LatentEpisodes(data.mu, logvar, data.actions, data.rewards, data.dones, data.lengths)
+
+
 def _epoch_chunks(
     data: LatentEpisodes, episodes: np.ndarray, config: RSSMTrainConfig, epoch: int
 ) -> tuple[Any, torch.Generator, int]:
     """(the epoch's chunks, its generator, how many) — seeded by (seed, SEED_RSSM, epoch)."""
+    if config.z_means:
+        data = means_only(data)
     rng = np.random.default_rng([config.seed, SEED_RSSM, epoch])
     gen = torch.Generator(device=data.mu.device).manual_seed(int(rng.integers(2**62)))
     streams = make_streams(data, episodes, config.batch, rng)
