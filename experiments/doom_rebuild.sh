@@ -147,3 +147,24 @@ dreamgym controller --world $D/worlds/doom-s13-ss0.5 --generations 20 --popsize 
   --temperature 0.1 --obs-mode zh --threads 1 --seed 0 --out $D/runs/doom-s13-ss0.5-s0 --no-progress
 dreamgym evaluate --world $D/worlds/doom-s13-ss0.5 --policy $D/runs/doom-s13-ss0.5-s0 --real --episodes 50 \
   --seed 20050 --workers 1 --json --no-progress
+# 2026-12-04, ensemble dreams (docs/ensemble-dreams.md): two more M's on the bundled V and data
+# (seeds 1 and 2, 12 epochs), each calibrated at τ 0.1; where the members disagree on real
+# episodes and in the dreams of the shipped controller and the fixed policies; controllers
+# searched in the ensemble dream (the shipped recipe), without and with MOReL's halt at the 99th
+# percentile of d on real data (0.1403 for three members).
+for s in 1 2; do
+  dreamgym train --data $DATA --vae-from doom_takecover --vae-epochs 0 --latent 64 --hidden 256 \
+    --rnn-epochs 12 --seq-len 100 --temperature 1.15 --threads 1 --no-progress --seed $s \
+    --out $D/worlds/doom-m$s --name doom_takecover
+  dreamgym calibrate --world $D/worlds/doom-m$s --data $DATA --temperature 0.1 --no-progress
+done
+M12="$D/worlds/doom-m1 $D/worlds/doom-m2"
+for m in "$D/worlds/doom-m1" "$M12"; do
+  python experiments/ensemble_disagreement.py --world doom_takecover --members $m --data $DATA \
+    --real-episodes 60 --dream-episodes 256 --seed 120000 --lambdas 0,1,3,10 --halts q99,q999,max \
+    --policies bundled random constant:0 constant:1 constant:2 alternate:1,2@10
+done
+dreamgym controller --world doom_takecover --members $M12 --generations 20 --popsize 32 --rollouts 16 \
+  --temperature 0.1 --threads 1 --seed 0 --out $D/runs/ens3-mix --no-progress
+dreamgym controller --world doom_takecover --members $M12 --uncertainty-halt 0.1403 --generations 20 \
+  --popsize 32 --rollouts 16 --temperature 0.1 --threads 1 --seed 0 --out $D/runs/ens3-halt --no-progress
