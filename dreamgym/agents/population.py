@@ -37,6 +37,7 @@ from gymnasium.vector import AutoresetMode
 from dreamgym.envs.dream import DreamVectorEnv
 from dreamgym.envs.members import check_ensemble_member
 from dreamgym.envs.settings import DreamSettings
+from dreamgym.models.memory import Memory, memory_of
 from dreamgym.options import precision_setting
 from dreamgym.policies.linear import DEFAULT_ACTION_HEAD, PopulationController, controller_obs_dim
 from dreamgym.world import World
@@ -114,21 +115,20 @@ class PopulationEvaluator:
         self.action_space = self.env.single_action_space
         self.device = self.env.device
         self.check_every = 1 if self.device.type == "cpu" else ALL_DONE_CHECK_EVERY_GPU
-        self.tracker = (
-            (world if world.device == self.device else world.copy_to(self.device)).mdnrnn
+        self.tracker: Memory | None = (
+            memory_of(world if world.device == self.device else world.copy_to(self.device))
             if foreign
             else None
         )
+        """The controller's own memory, observing a member's dream as it would reality."""
 
-    def _controller_obs(
-        self, z: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
-    ) -> torch.Tensor:
+    def _controller_obs(self, z: torch.Tensor, state: Any) -> torch.Tensor:
         """What the controller reads in a member's dream: the dream's z and the tracked h (c)."""
-        h, c = state
+        assert self.tracker is not None
         if self.obs_mode == "zh":
-            return torch.cat([z, h], dim=1)
+            return torch.cat([z, self.tracker.features(state)], dim=1)
         if self.obs_mode == "zch":
-            return torch.cat([z, c, h], dim=1)
+            return torch.cat([z, state.c, self.tracker.features(state)], dim=1)
         return z
 
     @property
@@ -148,9 +148,10 @@ class PopulationEvaluator:
         obs = env.reset_tensors(seed=seed)
         tracker = self.tracker
         if tracker is not None:
-            z = obs
             state = tracker.initial_state(n, device=self.device)
-            obs = self._controller_obs(z, state)
+            first = torch.zeros(n, tracker.action_dim, device=self.device)
+            state = tracker.observe(state, obs, first)
+            obs = self._controller_obs(obs, state)
         total = torch.zeros(n, dtype=torch.float64, device=self.device)
         alive = torch.ones(n, dtype=torch.bool, device=self.device)
         act_shape = (n, *self.action_space.shape)
@@ -161,9 +162,8 @@ class PopulationEvaluator:
             alive &= ~step.done
             obs = step.obs
             if tracker is not None:
-                state = tracker.recurrent_step(z, env.encode_actions(actions), state)
-                z = obs
-                obs = self._controller_obs(z, state)
+                state = tracker.observe(state, obs, env.encode_actions(actions))
+                obs = self._controller_obs(obs, state)
             if (t + 1) % self.check_every == 0 and not bool(alive.any()):
                 break
         return total.view(P, R).cpu().numpy()

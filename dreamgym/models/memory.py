@@ -73,6 +73,10 @@ class Memory(Protocol):
         """Size of z (V's)."""
 
     @property
+    def action_dim(self) -> int:
+        """Width of the encoded action it reads (Box: its size; Discrete: n, one-hot)."""
+
+    @property
     def feature_dim(self) -> int:
         """Width of `features`."""
 
@@ -119,6 +123,10 @@ class MDNRNNMemory:
     @property
     def latent_dim(self) -> int:
         return self.rnn.config.latent_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.rnn.config.action_dim
 
     @property
     def feature_dim(self) -> int:
@@ -193,6 +201,10 @@ class RSSMMemory:
     @property
     def latent_dim(self) -> int:
         return self.rssm.config.latent_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.rssm.config.action_dim
 
     @property
     def feature_dim(self) -> int:
