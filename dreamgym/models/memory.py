@@ -176,7 +176,8 @@ class MDNRNNMemory:
         if temperature == 0:
             z = mdn_mean(pred.logpi, pred.mu)
         else:
-            z = sample_mdn(pred.logpi, pred.mu, pred.logsigma, temperature, generator)
+            with torch.no_grad():  # a draw by inverse CDF has no gradient (nor does the dream's)
+                z = sample_mdn(pred.logpi, pred.mu, pred.logsigma, temperature, generator)
         done = self.rnn.done_probability(pred.done_logit)
         return Imagined(MDNState(h, c, z), z, pred.reward, done)
 
