@@ -3,7 +3,7 @@
 A generation of `dreamgym controller` at the paper's settings is 64 candidates × 16 rollouts
 stepped as ONE dream of 1,024 envs until every episode has ended (at most the world's 1,000
 steps for CarRacing), then the CMA-ES mean re-scored on 64 more dreams (`--eval-mean-every 1`,
-the default). This times exactly those two calls of `dreamgym.training.population`, with the
+the default). This times exactly those two calls of `dreamgym.agents.population`, with the
 candidates drawn around the world's shipped controller (σ = 0.1, as a search late in its run:
 controllers that drive, so episodes run long), and reports the wall time of each and the
 env-steps per second. Same seed, same candidates: two runs (two commits, two precisions)
@@ -22,8 +22,8 @@ import time
 import numpy as np
 import torch
 
+from dreamgym.agents.population import PopulationEvaluator
 from dreamgym.policies.loading import load_policy
-from dreamgym.training.population import PopulationEvaluator
 from dreamgym.world import World
 
 POPSIZE, ROLLOUTS, MEAN_ROLLOUTS = 64, 16, 64

@@ -1,7 +1,7 @@
 """`dreamgym` command line: one sub-command per job, options generated from each job's dataclass.
 
 Every long job's options live in a dataclass next to the code that runs it (`TrainConfig` in
-training/config.py, `ControllerConfig` in training/cmaes.py, ...). Each field's `metadata["help"]` is its
+training/config.py, `ControllerConfig` in agents/cmaes.py, ...). Each field's `metadata["help"]` is its
 one-line doc; this module turns the fields into `--kebab-case` options, so the CLI and the
 library can never disagree. Only the sub-command named on the command line has its config
 imported (`dreamgym --help` loads no torch); one whose module cannot be imported says so, with
@@ -48,7 +48,7 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "train V, then M, then write the bundle",
     ),
     "controller": (
-        "dreamgym.training.cmaes",
+        "dreamgym.agents.cmaes",
         "ControllerConfig",
         "controller",
         "CMA-ES linear controller in the batched dream",
@@ -60,7 +60,7 @@ JOBS: dict[str, tuple[str, str, str, str]] = {
         "fit M's done-logit offset so that fixed policies' dreams last as long as their real data",
     ),
     "sb3": (
-        "dreamgym.training.sb3",
+        "dreamgym.agents.sb3",
         "SB3Config",
         "sb3",
         "train a stable-baselines3 agent in the dream",

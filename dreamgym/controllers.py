@@ -1,12 +1,21 @@
 """C, the linear controller, and its CMA-ES training (the old path `dreamgym.controllers`).
 
 The controller, its action head and its files live in `dreamgym.policies.linear`; CMA-ES in the
-batched dream in `dreamgym.training.cmaes`. This module re-exports both, and its
+batched dream in `dreamgym.agents.cmaes`. This module re-exports both, and its
 `train_controller` runs the real-env checks of `eval_real_every` with `dreamgym.evaluation`.
 """
 
 from __future__ import annotations
 
+from dreamgym.agents import cmaes
+from dreamgym.agents.cmaes import (
+    HISTORY_FILE,
+    STATE_FILE,
+    ControllerConfig,
+    ControllerResult,
+    RealEvaluator,
+)
+from dreamgym.agents.population import ALL_DONE_CHECK_EVERY_GPU, PopulationEvaluator
 from dreamgym.evaluation.real import real_returns
 from dreamgym.policies.linear import (
     CONTROLLER_FORMAT,
@@ -26,22 +35,13 @@ from dreamgym.policies.linear import (
     n_params,
     world_fingerprint,
 )
-from dreamgym.training import cmaes
-from dreamgym.training.cmaes import (
-    HISTORY_FILE,
-    STATE_FILE,
-    ControllerConfig,
-    ControllerResult,
-    RealEvaluator,
-)
-from dreamgym.training.population import ALL_DONE_CHECK_EVERY_GPU, PopulationEvaluator
 from dreamgym.utils.threads import single_threaded_blas
 
 
 def train_controller(
     config: ControllerConfig, real_evaluator: RealEvaluator | None = None
 ) -> ControllerResult:
-    """`dreamgym.training.cmaes.train_controller`, checking in reality with `real_returns`."""
+    """`dreamgym.agents.cmaes.train_controller`, checking in reality with `real_returns`."""
     return cmaes.train_controller(config, real_evaluator or real_returns)
 
 

@@ -17,6 +17,7 @@ import imageio.v2 as imageio
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dreamgym.agents.cmaes import ControllerConfig, train_controller
 from dreamgym.envs.dream import DreamVectorEnv
 from dreamgym.envs.settings import DreamSettings
 from dreamgym.evaluation import (
@@ -28,7 +29,6 @@ from dreamgym.evaluation import (
 )
 from dreamgym.options import DreamRunOptions, RealRunOptions
 from dreamgym.policies import load_bundled_controller, load_policy
-from dreamgym.training.cmaes import ControllerConfig, train_controller
 from dreamgym.utils.files import atomic_write_bytes, atomic_write_json
 from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.utils.threads import torch_threads

@@ -2,7 +2,9 @@
 
 Ha & Schmidhuber (2018, §3.3 and §4.3) train the controller inside the dream and deploy it in the
 real env with V and M still in the loop: every real frame is encoded by V into z, and M's LSTM
-keeps reading (z_t, a_t) so that its hidden state h follows the real episode. The controller
+keeps reading (z_t, a_t) so that its hidden state h follows the real episode. M is reached
+through its `Memory` (`dreamgym.models.memory`): each real z is observed with the action that
+led to it, and the policy sees the memory's features beside z (the MDN-RNN's h). The controller
 sees [z, h] in both places (or [z, c, h], c the LSTM's cell state, for `obs_mode="zch"`). `WorldModelObservation` is that loop as a Gymnasium wrapper.
 
 Conventions match the dream exactly (`dreamgym.envs.dream.DreamVectorEnv`):
@@ -28,6 +30,7 @@ import torch
 
 from dreamgym.envs.dream import OBS_MODES, observation_space_for, resolve_device
 from dreamgym.envs.real import make_real_env
+from dreamgym.models.memory import MDNState, memory_of
 from dreamgym.spaces import check_actions, encode_actions_tensor, same_action_space
 from dreamgym.world import World
 
@@ -173,11 +176,13 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 
 class LatentTracker:
-    """V encodes each real frame, M's LSTM follows the actions: the state a dream policy sees.
+    """V encodes each real frame, M's memory follows it: the state a dream policy sees.
 
     The one place that turns a real episode into the dream's observations; used by
     `WorldModelObservation` (an env) and by frame policies (`evaluation.FramePolicyFactory`,
     which `dreamgym collect --policy FILE` uses to collect with a trained controller).
+    Per step: `advance(action)`, then `see(frame)` of the frame it led to, which the world's
+    memory observes (`Memory.observe(state, z, action)`; zeros before the first frame).
     """
 
     def __init__(
@@ -195,17 +200,19 @@ class LatentTracker:
         if not self._discrete:
             self._low = torch.as_tensor(self._space.low, device=self.device)
             self._high = torch.as_tensor(self._space.high, device=self.device)
+        self.memory = memory_of(world)
         self._z = torch.zeros(1, world.latent_dim, device=self.device)
-        self._h = torch.zeros(1, world.hidden_dim, device=self.device)
-        self._c = torch.zeros(1, world.hidden_dim, device=self.device)
+        self._state = self.memory.initial_state(1, self.device)
+        self._action: torch.Tensor | None = None
         self.last_frame: np.ndarray | None = None
 
     def reset(self, seed: int | None = None) -> None:
-        """h_0 = c_0 = 0, as in the dream; a seed reseeds the z samples (z_mode="sample")."""
+        """The memory's initial state (h_0 = c_0 = 0, as in the dream); a seed reseeds the z
+        samples (z_mode="sample")."""
         if seed is not None:
             self.generator.manual_seed(int(seed))
-        self._h = torch.zeros_like(self._h)
-        self._c = torch.zeros_like(self._c)
+        self._state = self.memory.initial_state(1, self.device)
+        self._action = None
 
     @torch.inference_mode()
     def see(self, frame: np.ndarray) -> None:
@@ -216,13 +223,16 @@ class LatentTracker:
             eps = torch.randn(mu.shape, generator=self.generator, device=self.device)
             mu = mu + torch.exp(0.5 * logvar) * eps
         self._z = mu
+        action = self._action
+        if action is None:  # the episode's first frame
+            action = torch.zeros(1, self.memory.action_dim, device=self.device)
+        self._state = self.memory.observe(self._state, mu, action, self.generator)
+        self._action = None
 
-    @torch.inference_mode()
     def advance(self, encoded_action: torch.Tensor) -> None:
-        """M's LSTM consumes (z_t, a_t): h now summarises the episode up to this action."""
-        self._h, self._c = self.world.mdnrnn.recurrent_step(
-            self._z, encoded_action, (self._h, self._c)
-        )
+        """The action a_t taken at the last frame: the memory reads it with the next `see`
+        (the MDN-RNN's LSTM consumes (z_t, a_t) then)."""
+        self._action = encoded_action
 
     @property
     def z(self) -> np.ndarray:
@@ -230,12 +240,24 @@ class LatentTracker:
 
     @property
     def h(self) -> np.ndarray:
-        return self._h[0].cpu().numpy().astype(np.float32)
+        """The memory's features after the last frame (the MDN-RNN's h)."""
+        return self._features()[0].cpu().numpy().astype(np.float32)
 
     @property
     def c(self) -> np.ndarray:
         """The LSTM's cell state (the "c" of obs_mode "zch")."""
-        return self._c[0].cpu().numpy().astype(np.float32)
+        return self._cell()[0].cpu().numpy().astype(np.float32)
+
+    def _features(self) -> torch.Tensor:
+        return self.memory.features(self._state)
+
+    def _cell(self) -> torch.Tensor:
+        if not isinstance(self._state, MDNState):
+            raise ValueError(
+                f"obs_mode 'zch' reads an LSTM's cell state; world {self.world.name!r} has a "
+                f"{self.memory.kind} memory: use obs_mode 'zh'"
+            )
+        return self._state.c
 
     @torch.inference_mode()
     def reconstruction(self) -> np.ndarray:
@@ -244,9 +266,10 @@ class LatentTracker:
     def observation(self, obs_mode: str) -> np.ndarray:
         """The dream's observation for the current state in `obs_mode`."""
         if obs_mode == "zh":
-            return torch.cat([self._z, self._h], dim=1)[0].cpu().numpy().astype(np.float32)
+            zh = torch.cat([self._z, self._features()], dim=1)
+            return zh[0].cpu().numpy().astype(np.float32)
         if obs_mode == "zch":
-            zch = torch.cat([self._z, self._c, self._h], dim=1)
+            zch = torch.cat([self._z, self._cell(), self._features()], dim=1)
             return zch[0].cpu().numpy().astype(np.float32)
         if obs_mode == "z":
             return self.z

@@ -16,8 +16,8 @@ import time
 import numpy as np
 import torch
 
+from dreamgym.agents.population import EnsembleEvaluator
 from dreamgym.policies.linear import LinearController
-from dreamgym.training.population import EnsembleEvaluator
 from dreamgym.world import World
 
 

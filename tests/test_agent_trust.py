@@ -14,12 +14,12 @@ import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
+from dreamgym.agents.sb3 import SB3Config, train_agent
 from dreamgym.cli import main as cli_main
 from dreamgym.envs.sb3_vec import DreamVecEnv
 from dreamgym.policies import load_policy
 from dreamgym.policies.agent_trust import UntrustedAgentError
 from dreamgym.policies.sb3_agent import agent_paths, load_sb3_policy, save_agent
-from dreamgym.training.sb3 import SB3Config, train_agent
 from dreamgym.world import World
 
 

@@ -15,6 +15,9 @@ from safetensors import safe_open
 from safetensors.numpy import load_file as load_np
 from safetensors.numpy import save_file as save_np
 
+from dreamgym.agents.cmaes import HISTORY_FILE, STATE_FILE, ControllerConfig, train_controller
+from dreamgym.agents.cmaes_search import Search, _ask, _generation_seeds, _mean_seed
+from dreamgym.agents.population import EnsembleEvaluator, PopulationEvaluator, member_seed
 from dreamgym.cli import main as cli_main
 from dreamgym.envs.dream import DreamVectorEnv
 from dreamgym.envs.real import make_real_env
@@ -24,9 +27,6 @@ from dreamgym.policies.linear import (
     LinearController,
     load_bundled_controller,
 )
-from dreamgym.training.cmaes import HISTORY_FILE, STATE_FILE, ControllerConfig, train_controller
-from dreamgym.training.cmaes_search import Search, _ask, _generation_seeds, _mean_seed
-from dreamgym.training.population import EnsembleEvaluator, PopulationEvaluator, member_seed
 from dreamgym.world import World
 from dreamgym.world_config import write_config
 from dreamgym.wrappers import WorldModelObservation

@@ -370,7 +370,7 @@ def test_real_evaluation_during_training(tmp_path: Path, box_world_dir: Path) ->
 
 
 def test_training_takes_its_real_evaluator_injected(tmp_path: Path, box_world_dir: Path) -> None:
-    from dreamgym.training.cmaes import train_controller as train_in_dream
+    from dreamgym.agents.cmaes import train_controller as train_in_dream
 
     cfg = ControllerConfig(
         world=str(box_world_dir), out=str(tmp_path / "run"), generations=1, popsize=2, rollouts=1,
@@ -392,9 +392,9 @@ def test_training_takes_its_real_evaluator_injected(tmp_path: Path, box_world_di
     assert history[0]["real"]["returns"] == [1.0, 3.0, 2.0] and history[0]["real"]["mean"] == 2.0
 
 
-def test_training_and_policies_do_not_import_evaluation_or_commands() -> None:
+def test_training_agents_and_policies_do_not_import_evaluation_or_commands() -> None:
     code = (
-        "import sys, dreamgym.policies, dreamgym.training.cmaes, dreamgym.training.sb3, "
+        "import sys, dreamgym.policies, dreamgym.training, dreamgym.agents.cmaes, dreamgym.agents.sb3, "
         "dreamgym.envs.sb3_vec\n"
         "up = ('dreamgym.evaluation', 'dreamgym.commands', 'dreamgym.cli', 'dreamgym.demo')\n"
         "bad = sorted(m for m in sys.modules if m.startswith(up))\n"

@@ -17,7 +17,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("world", "world_config"),  # world_config: config.json's validator and checksum (no torch)
     ("envs", "wrappers", "options"),  # options: the groups composed into every job's config
     ("policies",),
-    ("data", "training", "sb3", "train", "init_world", "play"),
+    # the stages, in the data's order: collect → train (V, M) → agents → evaluation
+    ("data",),  # collect: real episodes to shards
+    ("training", "train", "init_world"),  # a world's V and M (train: the old import path)
+    ("agents", "sb3", "play"),  # agents trained in the dream: CMA-ES, SB3 (sb3: the old path)
     ("evaluation",),
     ("demo", "controllers"),  # controllers: the old path, whose train_controller injects evaluation
     ("commands",),

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from dreamgym import cli
+from dreamgym.agents.sb3 import SB3Config
 from dreamgym.cli import build_parser, config_class, main
 from dreamgym.envs.settings import DreamSettings
 from dreamgym.evaluation import evaluate_dream
 from dreamgym.evaluation.jobs import EvaluateConfig, evaluate_from_config
 from dreamgym.options import DreamAndRealOptions, DreamOptions, DreamRunOptions, RealRunOptions
-from dreamgym.training.sb3 import SB3Config
 
 DREAM_COMMANDS = ("controller", "sb3", "evaluate", "gap", "diagnose", "calibrate", "play", "demo")
 """Every command that runs a dream: each takes the whole `DreamRunOptions` group (and all but

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dreamgym.agents.cmaes import ControllerConfig, train_controller
 from dreamgym.evaluation import real_returns
-from dreamgym.training.cmaes import ControllerConfig, train_controller
 
 
 def run(config: ControllerConfig) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dreamgym.training.sb3 import SB3Config, train_agent
+from dreamgym.agents.sb3 import SB3Config, train_agent
 
 
 def run(config: SB3Config) -> int:

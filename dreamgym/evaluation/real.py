@@ -221,7 +221,7 @@ def real_returns(
     ray_address: str | None = None,
 ) -> np.ndarray:
     """`evaluate_real` without a progress bar: the real-env check of CMA-ES training
-    (`dreamgym.training.cmaes.RealEvaluator`)."""
+    (`dreamgym.agents.cmaes.RealEvaluator`)."""
     return evaluate_real(
         world_path,
         spec,

@@ -4,7 +4,7 @@ Ha & Schmidhuber (2018, §2.3) keep the controller deliberately tiny: one linear
 observation [z_t, h_t] to the action, a_t = W [z_t h_t] + b (867 parameters for CarRacing: 32 + 256
 inputs, 3 outputs). Their Doom controller also reads the LSTM's cell state: obs_mode "zch" is
 [z_t, c_t, h_t] (the paper code's MODE_ZCH). `PopulationController` applies a whole CMA-ES population at once (one batched
-matrix product per dream step; the training loop is `dreamgym.training.cmaes`).
+matrix product per dream step; the training loop is `dreamgym.agents.cmaes`).
 
 Action heads (`ACTION_HEADS`, recorded in the sidecar as "action_head"): raw outputs x are squashed
 into a Box's bounds by

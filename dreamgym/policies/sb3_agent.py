@@ -6,7 +6,7 @@ the zip's sha256 and this machine's signature (`dreamgym.policies.agent_trust`).
 `load_sb3_policy(path, world)` returns the agent as a `dreamgym.policies.Policy`, checked against
 the world (env id, weights, obs_mode, observation and action spaces) before it is used, its
 network rebuilt from the weights alone (`dreamgym.policies.sb3_params`: nothing is unpickled). Training is
-`dreamgym.training.sb3`; the VecEnv it trains in is `dreamgym.envs.sb3_vec.DreamVecEnv`.
+`dreamgym.agents.sb3`; the VecEnv it trains in is `dreamgym.envs.sb3_vec.DreamVecEnv`.
 """
 
 from __future__ import annotations

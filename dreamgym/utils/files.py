@@ -78,14 +78,20 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
-    """Tensors (moved to the CPU, made contiguous) as a safetensors file, written atomically."""
+def atomic_save_safetensors(
+    tensors: dict[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Tensors (moved to the CPU, made contiguous) as a safetensors file, written atomically;
+    `metadata` (strings) goes into the file's header."""
     from safetensors.torch import save_file
 
     path = Path(path)
     with _temp_beside(path) as tmp:
         try:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+            cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+            save_file(cpu, tmp, metadata=metadata)
         except OSError:
             raise
         except Exception as e:  # safetensors reports I/O failures (a full disk) as its own type

@@ -19,8 +19,8 @@ import cma
 import numpy as np
 from tqdm.auto import tqdm
 
-from dreamgym.training.cmaes_state import save_state
-from dreamgym.training.population import PopulationEvaluator
+from dreamgym.agents.cmaes_state import save_state
+from dreamgym.agents.population import PopulationEvaluator
 from dreamgym.utils.threads import single_threaded_blas
 
 MEAN_SEED_KEY = 0x6D65616E

@@ -25,13 +25,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 from tqdm.auto import tqdm
 
+from dreamgym.agents.alarm import AlarmConfig
+from dreamgym.agents.sb3_alarm import ExploitationAlarmCallback
 from dreamgym.envs.dream import OBS_MODES, resolve_device
 from dreamgym.envs.sb3_vec import DreamVecEnv
 from dreamgym.options import AlarmOptions, DreamOptions, check_choice, check_int
 from dreamgym.policies.agent_trust import UntrustedAgentError, check_agent_trust
 from dreamgym.policies.sb3_agent import ALGOS, agent_paths, save_agent, world_sha256
-from dreamgym.training.alarm import AlarmConfig
-from dreamgym.training.sb3_alarm import ExploitationAlarmCallback
 from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.world import World
 

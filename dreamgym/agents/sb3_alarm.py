@@ -3,7 +3,7 @@
 Every `check_every` env steps the agent (`model.predict(deterministic=True)`) plays `episodes`
 dreams with one fixed seed, twice: in the world's plain dream (the dream score) and in the
 uncertainty-aware dream, the world stepped with `members`, reward r − λ·d, halted where d > h
-(the predicted real score; `dreamgym.training.alarm`). Both go to SB3's logger (`alarm/dream`,
+(the predicted real score; `dreamgym.agents.alarm`). Both go to SB3's logger (`alarm/dream`,
 `alarm/predicted_real`, `alarm/exploitation`); an `ExploitationWarning` says when the first rises
 while the second does not; the best agent by each is saved (`best_predicted.zip`,
 `best_dream.zip`, with signed sidecars, so `dreamgym evaluate --policy` loads them).
@@ -23,11 +23,11 @@ import torch
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.callbacks import BaseCallback
 
+from dreamgym.agents.alarm import AlarmConfig, Check, ExploitationTracker, ExploitationWarning
 from dreamgym.envs.dream import DreamVectorEnv
 from dreamgym.envs.settings import DreamSettings
 from dreamgym.options import ALARM_EPISODES, ALARM_PENALTY
 from dreamgym.policies.sb3_agent import agent_paths, save_agent
-from dreamgym.training.alarm import AlarmConfig, Check, ExploitationTracker, ExploitationWarning
 from dreamgym.world import World
 
 BEST_PREDICTED = "best_predicted"

@@ -18,8 +18,8 @@ since the penalty only counts where members disagree; a policy that genuinely im
 both dreams alike. Why the oldest of a window and not the previous check: one check's step is
 small and noisy; a trend over a few checks is what training drift looks like.
 
-Pure logic (no torch): the trainers (`dreamgym.training.cmaes_alarm`,
-`dreamgym.training.sb3_alarm`) run the dreams and report through `warnings`.
+Pure logic (no torch): the trainers (`dreamgym.agents.cmaes_alarm`,
+`dreamgym.agents.sb3_alarm`) run the dreams and report through `warnings`.
 """
 
 from __future__ import annotations

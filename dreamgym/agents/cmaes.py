@@ -13,11 +13,11 @@ re-scored on `mean_rollouts` dream rollouts with the same seed every time (so su
 meet the same dreams), and the best-scoring mean is the controller ("best-mean", default); the
 best candidate ever ("best-candidate", the old choice) is kept too and both are in history.json.
 Candidates of one generation share their dreams (common random numbers, `crn`, see
-`dreamgym.training.population`); `l2` subtracts λ‖θ‖² from each candidate's fitness.
+`dreamgym.agents.population`); `l2` subtracts λ‖θ‖² from each candidate's fitness.
 
 A run directory holds the controller (`controller.safetensors` + `.json`, see
 `dreamgym.policies.linear`), the CMA-ES state (`cma_state.safetensors`: no pickle, see
-`dreamgym.training.cmaes_state`) and `history.json`; re-running the same command resumes. Real-env checks during training
+`dreamgym.agents.cmaes_state`) and `history.json`; re-running the same command resumes. Real-env checks during training
 (`eval_real_every`) run through an injected `real_evaluator`, so that training never imports the
 evaluation layer: the `dreamgym controller` command passes `dreamgym.evaluation.real_returns`.
 """
@@ -34,6 +34,15 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from dreamgym.agents.cmaes_alarm import ControllerAlarm
+from dreamgym.agents.cmaes_search import Search
+from dreamgym.agents.cmaes_state import (
+    HISTORY_FILE,
+    STATE_FILE,
+    load_state,
+    run_fingerprint,
+)
+from dreamgym.agents.population import EnsembleEvaluator
 from dreamgym.envs.dream import resolve_device
 from dreamgym.options import AlarmOptions, DreamOptions
 from dreamgym.policies.linear import (
@@ -44,15 +53,6 @@ from dreamgym.policies.linear import (
     LinearController,
     world_fingerprint,
 )
-from dreamgym.training.cmaes_alarm import ControllerAlarm
-from dreamgym.training.cmaes_search import Search
-from dreamgym.training.cmaes_state import (
-    HISTORY_FILE,
-    STATE_FILE,
-    load_state,
-    run_fingerprint,
-)
-from dreamgym.training.population import EnsembleEvaluator
 from dreamgym.utils.files import atomic_write_json
 from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.utils.threads import torch_threads

@@ -3,7 +3,7 @@
 Every K generations the CMA-ES mean (what the run is converging to) is scored on
 `alarm_episodes` dreams with one fixed seed for the whole run, twice: in the world's plain dream
 (the dream score) and in the uncertainty-aware dream, the world stepped with `alarm_members`,
-reward r − λ·d, halted where d > h (the predicted real score; `dreamgym.training.alarm`). Both go
+reward r − λ·d, halted where d > h (the predicted real score; `dreamgym.agents.alarm`). Both go
 into the generation's history entry; the best mean by each is kept in the state file (resume)
 and written as `controller_best_predicted.*` and `controller_best_dream.*`; `--keep
 best-predicted` (the default with the alarm on) ships the first as `controller.*`.
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from dreamgym.training.alarm import AlarmConfig, Check, ExploitationTracker, ExploitationWarning
-from dreamgym.training.population import PopulationEvaluator
+from dreamgym.agents.alarm import AlarmConfig, Check, ExploitationTracker, ExploitationWarning
+from dreamgym.agents.population import PopulationEvaluator
 from dreamgym.world import World
 
 ALARM_SEED_KEY = 0x616C726D
