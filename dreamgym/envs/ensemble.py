@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dreamgym.envs.members import check_ensemble_member
 from dreamgym.models.mdn_kernel import DreamKernel, EnsembleKernel
 from dreamgym.models.noise import draw_uniforms
 from dreamgym.world import World
@@ -22,8 +23,6 @@ from dreamgym.world import World
 
 def load_member(world: World, member: Any, device: torch.device) -> World:
     """An ensemble member as a World on `device`, checked to speak `world`'s language."""
-    from dreamgym.training.population import check_ensemble_member
-
     loaded = member if isinstance(member, World) else World.load(member, device=device)
     loaded = loaded if loaded.device == device else loaded.copy_to(device)
     check_ensemble_member(world, loaded)
