@@ -7,7 +7,8 @@ paper architecture (its size does not depend on the latent).
 Fixtures and helpers others can reuse:
 - `box_world_dir`, `discrete_world_dir`: bundles built once per test run (read-only: copy first);
 - `make_tiny_world(tmp_path, discrete, **kw) -> Path`: a fresh bundle with options (fixture);
-- `build_tiny_world(...)` / `set_done_logit(world_or_env, logit)`: the same as plain functions.
+- `build_tiny_world(...)` / `set_done_logit(world_or_env, logit)`: the same as plain functions;
+- `make_member(world_dir, tmp_path, spread, seed)`: an ensemble member of a saved world.
 """
 
 from __future__ import annotations
@@ -119,6 +120,17 @@ def build_tiny_world(
     if initial_logvar is not None:
         world.initial_logvar = torch.full_like(world.initial_logvar, float(initial_logvar))
     return world
+
+
+def make_member(world_dir: Path, tmp_path: Path, spread: float = 0.2, seed: int = 1) -> Path:
+    """An ensemble member of a saved world: a copy whose M's weights are moved by
+    `spread` × N(0, 1) noise (seeded), with the same V."""
+    world = World.load(world_dir)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in world.mdnrnn.parameters():
+            p.add_(spread * torch.randn(p.shape, generator=gen))
+    return world.save(Path(tmp_path) / f"member-{spread}-{seed}")
 
 
 def _make_tiny_world(tmp_path: Path, discrete: bool, **kw: Any) -> Path:

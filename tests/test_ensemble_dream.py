@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import make_member as member
 from gymnasium.utils.env_checker import check_env as gym_check_env
 
 from dreamgym.envs.dream import DreamVectorEnv
@@ -20,16 +21,6 @@ from dreamgym.options import DreamOptions
 from dreamgym.sb3 import DreamVecEnv
 from dreamgym.utils.validate import InvalidValueError
 from dreamgym.world import World
-
-
-def member(world_dir: Path, tmp_path: Path, spread: float, seed: int = 1) -> Path:
-    """A copy of the world whose M's weights are moved by `spread` × N(0, 1) noise (same V)."""
-    world = World.load(world_dir)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in world.mdnrnn.parameters():
-            p.add_(spread * torch.randn(p.shape, generator=gen))
-    return world.save(tmp_path / f"member-{spread}-{seed}")
 
 
 def actions_for(env: DreamVectorEnv, steps: int, seed: int = 0) -> list[torch.Tensor]:
