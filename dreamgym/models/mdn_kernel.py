@@ -240,7 +240,6 @@ class EnsembleKernel:
                     "ensemble members must share the mixture's layout (--mixtures, --mixture)"
                 )
         self.noise = first.noise
-        self._pick = torch.zeros(0, dtype=torch.long)
 
     @property
     def size(self) -> int:
@@ -263,14 +262,14 @@ class EnsembleKernel:
         overwritten, `parts` stepped side by side on threads."""
         b, device = xs[0].shape[0], xs[0].device
         size = len(self.kernels)
-        self._pick = (member_uniforms * size).long().clamp_(max=size - 1)
+        pick = (member_uniforms * size).long().clamp_(max=size - 1)
         for k in self.kernels:
             k._tail(device)
         nexts = [torch.empty_like(x) for x in xs]
         reward = torch.empty(b, device=device)
         p_done = torch.empty(b, device=device)
         spread = torch.empty(b, device=device)
-        args = (xs, cs, actions, uniforms, nexts, reward, p_done, spread)
+        args = (xs, cs, actions, uniforms, pick, nexts, reward, p_done, spread)
         parts = split_rows(b, device) if parts is None else parts
         if len(parts) == 1:
             self._step_rows(args, slice(0, b), temperature)
@@ -287,9 +286,9 @@ class EnsembleKernel:
             self._step_rows(args, rows, temperature)
 
     def _step_rows(self, args: tuple, rows: slice, temperature: float) -> None:
-        xs, cs, actions, uniforms, nexts, reward, p_done, spread = args
+        xs, cs, actions, uniforms, picks, nexts, reward, p_done, spread = args
         lat = self.latent
-        u, pick = uniforms[rows], self._pick[rows]
+        u, pick = uniforms[rows], picks[rows]
         means, rewards, dones = [], [], []
         chosen: torch.Tensor | None = None
         for i, kernel in enumerate(self.kernels):
