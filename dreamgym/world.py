@@ -3,7 +3,9 @@
 A bundle is everything needed to dream an environment offline: `config.json` (schema version,
 env id, action space, preprocessing, hyper-parameters, episode limit, sha256 of every weight
 file, provenance and measured metrics), `vae.safetensors`, `mdnrnn.safetensors`,
-`initial_latents.safetensors` and a `MODEL_CARD.md`. Loading never unpickles anything: weights
+`initial_latents.safetensors` and a `MODEL_CARD.md`. M is a memory family (`"memory"` in
+config.json, absent in every bundle before the RSSM): an MDN-RNN (`mdnrnn.safetensors`, config
+section `"mdnrnn"`) or an RSSM (`rssm.safetensors`, section `"rssm"`). Loading never unpickles anything: weights
 are safetensors and every file is checked against its recorded checksum and shapes; config.json
 itself is validated field by field and carries its own checksum (`dreamgym.world_config`).
 """
@@ -20,38 +22,47 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from dreamgym.envs.real import make_real_env
 from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig
+from dreamgym.models.rssm import RSSM, RSSMConfig
 from dreamgym.models.vae import ConvVAE, VAEConfig
 from dreamgym.preprocessing import FramePreprocessing, preprocessing_for
 from dreamgym.spaces import action_input_dim, action_space_from_dict, action_space_to_dict
 from dreamgym.utils.files import atomic_save_safetensors, atomic_write_bytes, sha256_file
 from dreamgym.utils.validate import check_relative_path, resolve_inside
-from dreamgym.utils.versioned_json import read_versioned_json
 from dreamgym.world_config import (
     CONFIG_FILE,
     SCHEMA_VERSION,
-    SCHEMA_VERSIONS,
-    check_config_checksum,
     default_model_card,
     restamp_config,
-    validate_config,
     write_config,
+)
+from dreamgym.world_files import (
+    WorldLoadError,
+    check_files,
+    check_weights,
+    load_state,
+    read_config,
+    read_safetensors,
 )
 
 __all__ = ["CONFIG_FILE", "SCHEMA_VERSION", "World", "WorldLoadError", "restamp_config"]
 VAE_FILE = "vae.safetensors"
 MDNRNN_FILE = "mdnrnn.safetensors"
+RSSM_FILE = "rssm.safetensors"
 LATENTS_FILE = "initial_latents.safetensors"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 WEIGHT_FILES = (VAE_FILE, MDNRNN_FILE, LATENTS_FILE)
+"""An MDN-RNN world's weight files (an RSSM world's: `weight_files("rssm")`)."""
+MEMORY_FILES = {"mdnrnn": MDNRNN_FILE, "rssm": RSSM_FILE}
+"""Each memory family's weight file; its config section in config.json is named as the family."""
 BUNDLED_DIR = Path(__file__).parent / "worlds"
 
 
-class WorldLoadError(ValueError):
-    """A world bundle is missing, incomplete, corrupt, or does not fit what it is used with."""
+def weight_files(memory: str) -> tuple[str, str, str]:
+    """V's, M's and the latent bank's files for a world whose memory is `memory`."""
+    return (VAE_FILE, MEMORY_FILES[memory], LATENTS_FILE)
 
 
 def bundled_world_names() -> list[str]:
@@ -76,19 +87,25 @@ def resolve_world_path(world: str | os.PathLike) -> Path:
 
 
 class World:
-    """A loaded world: V, M, the initial-latent bank and the config that describes them."""
+    """A loaded world: V, M, the initial-latent bank and the config that describes them.
+
+    M (`memory_net`) is an `MDNRNN` or an `RSSM`; `memory_kind` says which, and `mdnrnn` /
+    `rssm` hand it out typed, with a clear error when a caller needs the other family.
+    """
 
     def __init__(
         self,
         vae: ConvVAE,
-        mdnrnn: MDNRNN,
+        memory_net: MDNRNN | RSSM,
         initial_mu: torch.Tensor,
         initial_logvar: torch.Tensor,
         config: dict[str, Any],
         path: Path | None = None,
     ) -> None:
+        if not isinstance(memory_net, (MDNRNN, RSSM)):
+            raise TypeError(f"a world's M is an MDNRNN or an RSSM, got {type(memory_net)}")
         self.vae = vae.eval()
-        self.mdnrnn = mdnrnn.eval()
+        self.memory_net = memory_net.eval()
         self.initial_mu = initial_mu.float()
         self.initial_logvar = initial_logvar.float()
         self.config = config
@@ -118,7 +135,42 @@ class World:
         return self.vae.latent_dim
 
     @property
+    def memory_kind(self) -> str:
+        """ "mdnrnn" or "rssm": M's family (config.json's `"memory"`, absent: "mdnrnn")."""
+        return "rssm" if isinstance(self.memory_net, RSSM) else "mdnrnn"
+
+    @property
+    def mdnrnn(self) -> MDNRNN:
+        """M, where it is an MDN-RNN; an RSSM world raises a ValueError saying so."""
+        if not isinstance(self.memory_net, MDNRNN):
+            raise ValueError(
+                f"world {self.name!r} has an RSSM memory; this reads an MDN-RNN's LSTM (use "
+                "`dreamgym.models.memory.memory_of(world)` for either family)"
+            )
+        return self.memory_net
+
+    @property
+    def rssm(self) -> RSSM:
+        """M, where it is an RSSM; an MDN-RNN world raises a ValueError saying so."""
+        if not isinstance(self.memory_net, RSSM):
+            raise ValueError(f"world {self.name!r} has an MDN-RNN memory, not an RSSM")
+        return self.memory_net
+
+    @property
+    def memory_config(self) -> MDNRNNConfig | RSSMConfig:
+        """M's config (both families have `latent_dim`, `action_dim`, `done_logit_offset`)."""
+        return self.memory_net.config
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of what an agent sees beside z: the MDN-RNN's h, the RSSM's [h, s]."""
+        if isinstance(self.memory_net, RSSM):
+            return self.memory_net.config.feature_dim
+        return self.memory_net.hidden_dim
+
+    @property
     def hidden_dim(self) -> int:
+        """The MDN-RNN's LSTM width (h and c); an RSSM world raises (see `feature_dim`)."""
         return self.mdnrnn.hidden_dim
 
     @property
@@ -137,7 +189,7 @@ class World:
     def to(self, device: torch.device | str) -> World:
         """Move the networks and the latent bank to `device` (in place); returns self."""
         self.vae.to(device)
-        self.mdnrnn.to(device)
+        self.memory_net.to(device)
         self.initial_mu = self.initial_mu.to(device)
         self.initial_logvar = self.initial_logvar.to(device)
         return self
@@ -146,7 +198,7 @@ class World:
         """A copy of this world on `device`, so two envs on different devices don't fight."""
         w = World(
             copy.deepcopy(self.vae).to("cpu"),
-            copy.deepcopy(self.mdnrnn).to("cpu"),
+            copy.deepcopy(self.memory_net).to("cpu"),
             self.initial_mu.cpu().clone(),
             self.initial_logvar.cpu().clone(),
             copy.deepcopy(self.config),
@@ -175,7 +227,8 @@ class World:
             },
             sort_keys=True,
         )
-        states = [(p, m.state_dict()) for p, m in (("vae", self.vae), ("mdnrnn", self.mdnrnn))]
+        parts = (("vae", self.vae), (self.memory_kind, self.memory_net))
+        states = [(p, m.state_dict()) for p, m in parts]
         key = (
             ident,
             tuple(
@@ -201,15 +254,16 @@ class World:
         """What a controller records about its world (`dreamgym.controllers.world_fingerprint`).
 
         Env id, name, path, the sha256 of the bundle's config.json (None when unsaved) and M's
-        weight checksum as config.json records it; nothing is re-hashed but config.json, and
-        that only when the file changed since the last call.
+        weight checksum as config.json records it (under "mdnrnn_sha256" for either family, the
+        key controllers have always recorded); nothing is re-hashed but config.json, and that
+        only when the file changed since the last call.
         """
         return {
             "env_id": self.env_id,
             "name": self.name,
             "path": str(self.path) if self.path is not None else None,
             "config_sha256": self._config_file_sha256(),
-            "mdnrnn_sha256": self.config.get("files", {}).get(MDNRNN_FILE),
+            "mdnrnn_sha256": self.config.get("files", {}).get(MEMORY_FILES[self.memory_kind]),
         }
 
     def _config_file_sha256(self) -> str | None:
@@ -232,14 +286,17 @@ class World:
         action_space: gym.Space,
         preprocessing: FramePreprocessing,
         vae_config: VAEConfig | None = None,
-        rnn_config: MDNRNNConfig | None = None,
+        rnn_config: MDNRNNConfig | RSSMConfig | None = None,
         max_episode_steps: int | None = None,
         temperature: float = 1.0,
         initial_frames: np.ndarray | None = None,
         seed: int = 0,
         name: str | None = None,
     ) -> World:
-        """A world with freshly initialised (untrained) V and M for `env_id`."""
+        """A world with freshly initialised (untrained) V and M for `env_id`.
+
+        `rnn_config` is M's config: an `MDNRNNConfig` (the default family) or an `RSSMConfig`.
+        """
         torch.manual_seed(seed)
         vae_config = vae_config or VAEConfig()
         rnn_config = rnn_config or MDNRNNConfig(
@@ -252,7 +309,11 @@ class World:
                 f"M's action_dim {rnn_config.action_dim} does not fit {action_space} "
                 f"(needs {action_input_dim(action_space)})"
             )
-        vae, rnn = ConvVAE(vae_config), MDNRNN(rnn_config)
+        vae = ConvVAE(vae_config)
+        rnn: MDNRNN | RSSM = (
+            RSSM(rnn_config) if isinstance(rnn_config, RSSMConfig) else MDNRNN(rnn_config)
+        )
+        kind = "rssm" if isinstance(rnn, RSSM) else "mdnrnn"
         config = {
             "schema_version": SCHEMA_VERSION,
             "name": name,
@@ -262,7 +323,8 @@ class World:
             "max_episode_steps": max_episode_steps,
             "temperature": float(temperature),
             "vae": vae_config.to_dict(),
-            "mdnrnn": rnn_config.to_dict(),
+            **({} if kind == "mdnrnn" else {"memory": kind}),
+            kind: rnn_config.to_dict(),
             "files": {},
             "provenance": {},
             "metrics": {},
@@ -319,7 +381,8 @@ class World:
             return {k: v.detach().to("cpu", torch_dtype) for k, v in sd.items()}
 
         atomic_save_safetensors(cast(self.vae.state_dict()), out / VAE_FILE)
-        atomic_save_safetensors(cast(self.mdnrnn.state_dict()), out / MDNRNN_FILE)
+        kind = self.memory_kind
+        atomic_save_safetensors(cast(self.memory_net.state_dict()), out / MEMORY_FILES[kind])
         atomic_save_safetensors(
             {"mu": self.initial_mu.float(), "logvar": self.initial_logvar.float()},
             out / LATENTS_FILE,
@@ -327,7 +390,7 @@ class World:
         config = copy.deepcopy(self.config)
         config["schema_version"] = SCHEMA_VERSION
         config["weights_dtype"] = dtype
-        files = {name: sha256_file(out / name) for name in WEIGHT_FILES}
+        files = {name: sha256_file(out / name) for name in weight_files(kind)}
         for extra in config.get("files", {}):
             check_relative_path(extra, f"files[{extra!r}]", "World.save")
             if extra not in files and (out / extra).is_file():
@@ -358,32 +421,22 @@ class World:
                 f"world {path} has no {CONFIG_FILE} — it is not a world bundle; "
                 "re-run `dreamgym train` or `dreamgym init` to write one"
             )
-        config = _read_config(config_path)
-        checksums: dict[str, str] = config["files"]
-        for name in WEIGHT_FILES:
-            if name not in checksums:
-                raise WorldLoadError(
-                    f"{config_path} records no sha256 for {name}; re-save the world"
-                )
-        for name, expected in checksums.items():
-            f = _inside(path, name, config_path)
-            if not f.is_file():
-                raise WorldLoadError(
-                    f"world {path} has no {name} — re-run `dreamgym train` or pass a complete "
-                    "bundle directory"
-                )
-            actual = sha256_file(f)
-            if actual != expected:
-                raise WorldLoadError(
-                    f"{f} has sha256 {actual[:12]}…, but {CONFIG_FILE} records {expected[:12]}…: "
-                    "the file is corrupt or was replaced; restore it or re-save the world"
-                )
+        config = read_config(config_path)
+        kind = config.get("memory", "mdnrnn")
+        check_files(path, config_path, config["files"], weight_files(kind))
 
         vae = ConvVAE(VAEConfig(**config["vae"]))
-        rnn = MDNRNN(MDNRNNConfig.from_dict(config["mdnrnn"]))  # no "mixture": shared
-        _load_state(vae, path / VAE_FILE)
-        _load_state(rnn, path / MDNRNN_FILE)
-        latents = _read_safetensors(path / LATENTS_FILE)
+        rnn: MDNRNN | RSSM
+        try:
+            if kind == "rssm":
+                rnn = RSSM(RSSMConfig.from_dict(config["rssm"]))
+            else:
+                rnn = MDNRNN(MDNRNNConfig.from_dict(config["mdnrnn"]))  # no "mixture": shared
+        except (TypeError, ValueError) as e:
+            raise WorldLoadError(f"{config_path}: M's config {kind!r} is not valid ({e})") from e
+        load_state(vae, path / VAE_FILE)
+        load_state(rnn, path / MEMORY_FILES[kind])
+        latents = read_safetensors(path / LATENTS_FILE)
         z = vae.latent_dim
         for key in ("mu", "logvar"):
             t = latents.get(key)
@@ -392,7 +445,7 @@ class World:
                     f"{path / LATENTS_FILE}: {key!r} must be (N, {z}), got "
                     f"{None if t is None else tuple(t.shape)}; the bundle does not match its config"
                 )
-            _check_weights(path / LATENTS_FILE, key, t)
+            check_weights(path / LATENTS_FILE, key, t)
         if rnn.config.latent_dim != z:
             raise WorldLoadError(f"{config_path}: V's latent_dim {z} ≠ M's {rnn.config.latent_dim}")
         action_space = action_space_from_dict(config["action_space"])
@@ -403,71 +456,3 @@ class World:
             )
         world = cls(vae, rnn, latents["mu"], latents["logvar"], config, path)
         return world.to(device)
-
-
-def _read_config(config_path: Path) -> dict[str, Any]:
-    """config.json, once its version, every field and (version 2) its own checksum are right."""
-    config = read_versioned_json(
-        config_path,
-        "world config",
-        SCHEMA_VERSIONS,
-        "the bundle is corrupt or from another dreamgym: restore it or re-save the world",
-        error=WorldLoadError,
-    )
-    try:
-        validate_config(config, config_path)
-        check_config_checksum(config, config_path)
-    except ValueError as e:
-        raise WorldLoadError(str(e)) from None
-    return config
-
-
-def _inside(path: Path, name: str, config_path: Path) -> Path:
-    """A file the config names, once its name stays inside the bundle (no '..', no root)."""
-    try:
-        return resolve_inside(path, name, f"files[{name!r}]", str(config_path))
-    except ValueError as e:
-        raise WorldLoadError(str(e)) from None
-
-
-def _check_weights(file: Path, name: str, tensor: torch.Tensor) -> None:
-    """Weights are floating point and finite: a NaN in V or M would dream NaN without a word."""
-    if not tensor.is_floating_point():
-        raise WorldLoadError(
-            f"{file}: tensor {name!r} has dtype {tensor.dtype}, not a float; the weights are "
-            "not a dreamgym world's"
-        )
-    if not bool(torch.isfinite(tensor).all()):
-        raise WorldLoadError(
-            f"{file}: tensor {name!r} holds NaN or inf values; the weights are damaged (a "
-            "diverged training run?) — retrain or restore the bundle"
-        )
-
-
-def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file; a cut-off or garbled file is a WorldLoadError naming it."""
-    try:
-        return load_file(str(file))
-    except Exception as e:  # safetensors raises its own error types for a cut-off file
-        raise WorldLoadError(f"{file} is not a readable safetensors file ({e})") from e
-
-
-def _load_state(module: torch.nn.Module, file: Path) -> None:
-    """Load safetensors weights into `module`, naming the file on any mismatch."""
-    state = _read_safetensors(file)
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise WorldLoadError(
-            f"{file} does not match the network in config.json: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}"
-        )
-    for k, v in expected.items():
-        _check_weights(file, k, state[k])
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise WorldLoadError(
-                f"{file}: tensor {k!r} has shape {tuple(state[k].shape)} but config.json implies "
-                f"{tuple(v.shape)}; the weights do not match the config"
-            )
-    module.load_state_dict({k: v.float() for k, v in state.items()})

@@ -43,6 +43,10 @@ SCHEMA_VERSIONS = (1, 2)
 CHECKSUM_KEY = "config_sha256"
 CONFIG_FILE = "config.json"
 MIXTURE_KINDS = ("per_dim", "shared")
+MEMORY_KINDS = ("mdnrnn", "rssm")
+"""The memory families a bundle may name (`"memory"`; absent: "mdnrnn"), as `models.memory`."""
+STOCH_KINDS = ("gaussian", "categorical")
+"""An RSSM's stochastic state, as `models.rssm.STOCH_KINDS` (this module loads no torch)."""
 
 Check = Callable[[Any, str, str], Any]
 
@@ -141,7 +145,28 @@ PREPROCESSING_FIELDS: dict[str, Check] = {
     "crop": _opt(lambda v, name, where: _int_list(v, name, where, length=4)),
     "size": _int_at_least(1),
 }
-REQUIRED = ("env_id", "action_space", "preprocessing", "vae", "mdnrnn", "files")
+RSSM_FIELDS: dict[str, Check] = {
+    "memory": lambda v, name, where: check_str(v, name, where, choices=("rssm",)),
+    "latent_dim": _int_at_least(1),
+    "action_dim": _int_at_least(1),
+    "deter_dim": _int_at_least(1),
+    "hidden_dim": _int_at_least(1),
+    "stoch": lambda v, name, where: check_str(v, name, where, choices=STOCH_KINDS),
+    "stoch_dim": _int_at_least(1),
+    "groups": _int_at_least(1),
+    "classes": _int_at_least(1),
+    "min_std": _non_negative,
+    "unimix": _non_negative,
+    "z_std": _non_negative,
+    "done_pos_weight": check_positive,
+    "done_logit_offset": _finite,
+}
+MEMORY_SECTIONS: dict[str, tuple[dict[str, Check], tuple[str, ...]]] = {
+    "mdnrnn": (MDNRNN_FIELDS, ("latent_dim", "action_dim", "hidden_dim", "n_mixtures")),
+    "rssm": (RSSM_FIELDS, ("latent_dim", "action_dim", "deter_dim", "hidden_dim", "stoch")),
+}
+"""Each memory family's section of config.json (named as the family) and its required fields."""
+REQUIRED = ("env_id", "action_space", "preprocessing", "vae", "files")
 
 
 def _int_list(value: Any, name: str, where: str, length: int) -> list[int]:
@@ -212,13 +237,11 @@ def validate_config(config: Any, path: str | os.PathLike[str]) -> None:
     check_action_space_dict(config["action_space"], where)
     check_preprocessing_dict(config["preprocessing"], where)
     _check_fields(config["vae"], VAE_FIELDS, "vae", where, ("latent_dim",))
-    _check_fields(
-        config["mdnrnn"],
-        MDNRNN_FIELDS,
-        "mdnrnn",
-        where,
-        ("latent_dim", "action_dim", "hidden_dim", "n_mixtures"),
-    )
+    memory = check_str(config.get("memory", "mdnrnn"), "memory", where, choices=MEMORY_KINDS)
+    if memory not in config:
+        raise InvalidValueError(f"{where} lacks the key {memory!r}; the bundle is corrupt")
+    fields, required = MEMORY_SECTIONS[memory]
+    _check_fields(config[memory], fields, memory, where, required)
     check_int(config.get("max_episode_steps"), "max_episode_steps", where, minimum=1, optional=True)
     check_positive(config.get("temperature", 1.0), "temperature", where)
     if "weights_dtype" in config:
@@ -242,9 +265,7 @@ def default_model_card(config: dict[str, Any]) -> str:
         f"# World: {config.get('name') or config['env_id']}",
         "",
         f"- Real env: `{config['env_id']}`",
-        f"- Latent z: {config['vae']['latent_dim']}, LSTM hidden: {config['mdnrnn']['hidden_dim']}, "
-        f"mixtures: {config['mdnrnn']['n_mixtures']} "
-        f"({config['mdnrnn'].get('mixture', 'shared').replace('_', ' ')})",
+        f"- Latent z: {config['vae']['latent_dim']}, {memory_line(config)}",
         f"- Default temperature τ: {config.get('temperature', 1.0)}",
         f"- Max episode steps: {config.get('max_episode_steps')}",
         "",
@@ -262,6 +283,21 @@ def default_model_card(config: dict[str, Any]) -> str:
     if prov.get("kind") == "untrained":
         lines.insert(2, "**Untrained**: random V and M, for plumbing only. Dreams are noise.\n")
     return "\n".join(lines)
+
+
+def memory_line(config: dict[str, Any]) -> str:
+    """The memory in a few words, for a card."""
+    if config.get("memory", "mdnrnn") == "rssm":
+        m = config["rssm"]
+        stoch = (
+            f"Gaussian s of {m.get('stoch_dim', 32)}"
+            if m["stoch"] == "gaussian"
+            else f"{m.get('groups', 16)}×{m.get('classes', 16)} categorical s"
+        )
+        return f"memory: RSSM (GRU h {m['deter_dim']}, {stoch})"
+    m = config["mdnrnn"]
+    mixture = m.get("mixture", "shared").replace("_", " ")
+    return f"LSTM hidden: {m['hidden_dim']}, mixtures: {m['n_mixtures']} ({mixture})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ import torch  # noqa: E402
 
 import dreamgym  # noqa: E402, F401  (registers the ids)
 from dreamgym.models.mdnrnn import MDNRNNConfig  # noqa: E402
+from dreamgym.models.rssm import RSSMConfig  # noqa: E402
 from dreamgym.models.vae import VAEConfig  # noqa: E402
 from dreamgym.preprocessing import FramePreprocessing  # noqa: E402
 from dreamgym.world import World  # noqa: E402
@@ -91,8 +92,10 @@ def build_tiny_world(
     seed: int = 0,
     name: str | None = None,
     mixture: str = "per_dim",
+    rssm: str | None = None,
 ) -> World:
-    """A tiny untrained world in memory (see `make_tiny_world` for the options)."""
+    """A tiny untrained world in memory (see `make_tiny_world` for the options); `rssm` (a
+    stochastic-state kind, "gaussian" or "categorical") makes its M a tiny RSSM instead."""
     space = DISCRETE_ACTIONS if discrete else BOX_ACTIONS
     env_id = "VizdoomTakeCover-v1" if discrete else "CarRacing-v3"
     action_dim = 3
@@ -102,12 +105,25 @@ def build_tiny_world(
         space,
         FramePreprocessing(),
         vae_config=VAEConfig(latent_dim=latent),
-        rnn_config=MDNRNNConfig(
-            latent_dim=latent,
-            action_dim=action_dim,
-            hidden_dim=hidden,
-            n_mixtures=mixtures,
-            mixture=mixture,
+        rnn_config=(
+            MDNRNNConfig(
+                latent_dim=latent,
+                action_dim=action_dim,
+                hidden_dim=hidden,
+                n_mixtures=mixtures,
+                mixture=mixture,
+            )
+            if rssm is None
+            else RSSMConfig(
+                latent_dim=latent,
+                action_dim=action_dim,
+                deter_dim=hidden,
+                hidden_dim=hidden,
+                stoch=rssm,
+                stoch_dim=4,
+                groups=3,
+                classes=4,
+            )  # fmt: skip
         ),
         max_episode_steps=max_episode_steps,
         temperature=temperature,

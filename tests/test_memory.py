@@ -7,6 +7,7 @@ whichever memory a world has.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from dreamgym.models.memory import (
 )
 from dreamgym.models.mixture import mdn_mean, sample_mdn
 from dreamgym.models.rssm import RSSM, RSSMConfig
-from dreamgym.world import World
+from dreamgym.world import World, WorldLoadError
 from dreamgym.wrappers import LatentTracker
 
 FAMILIES = ("mdnrnn", "mdnrnn-shared", "rssm-gaussian", "rssm-categorical")
@@ -208,17 +209,39 @@ def test_memory_of_a_world(box_world_dir: Path) -> None:
     world = World.load(box_world_dir)
     memory = memory_of(world)
     assert memory.kind == "mdnrnn" and memory.rnn is world.mdnrnn
-    assert (memory.latent_dim, memory.feature_dim) == (world.latent_dim, world.hidden_dim)
-    world.config["memory"] = "rssm"
-    with pytest.raises(ValueError, match="names memory 'rssm', which it does not hold"):
-        memory_of(world)
+    assert (memory.latent_dim, memory.feature_dim) == (world.latent_dim, world.feature_dim)
+    with pytest.raises(ValueError, match="holds no memory dreamgym knows"):
+        memory_of(object())
+
+
+def test_an_rssm_world_is_saved_and_loaded(tmp_path: Path) -> None:
+    """A bundle records its memory; an RSSM world reads back as one, tracking with the
+    posterior's mean (the same frames, the same features), and asks for an MDN-RNN clearly."""
+    world = build_tiny_world(discrete=True, rssm="categorical")
+    world.save(tmp_path / "w")
+    config = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert config["memory"] == "rssm" and "rssm" in config and "mdnrnn" not in config
+    assert "rssm.safetensors" in config["files"]
+    loaded = World.load(tmp_path / "w")
+    assert loaded.memory_kind == "rssm" and loaded.feature_dim == world.rssm.config.feature_dim
+    saved = loaded.rssm.state_dict()
+    for name, tensor in world.rssm.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    memory = memory_of(loaded)
+    assert isinstance(memory, RSSMMemory) and not memory.sample_posterior
+    assert loaded.weights_sha256 == world.weights_sha256
+    with pytest.raises(ValueError, match="has an RSSM memory"):
+        loaded.mdnrnn  # noqa: B018
+    with pytest.raises(ValueError, match="has an MDN-RNN memory"):
+        build_tiny_world(discrete=True).rssm  # noqa: B018
+    (tmp_path / "w" / "rssm.safetensors").unlink()
+    with pytest.raises(WorldLoadError, match="has no rssm.safetensors"):
+        World.load(tmp_path / "w")
 
 
 def test_tracker_reads_an_rssm_world_through_the_seam() -> None:
     """The real-env tracker knows no LSTM: an RSSM world gives [z, h, s] beside V's z."""
-    world = build_tiny_world(discrete=True)
-    world.config["memory"] = "rssm"
-    world.rssm = rssm_memory("categorical", world.latent_dim).rssm
+    world = build_tiny_world(discrete=True, rssm="categorical")
     tracker = LatentTracker(world)
     assert isinstance(tracker.memory, RSSMMemory)
     frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)

@@ -57,7 +57,7 @@ from dreamgym.utils.files import atomic_write_json
 from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.utils.threads import torch_threads
 from dreamgym.utils.validate import check_output_dir
-from dreamgym.world import MDNRNN_FILE, World
+from dreamgym.world import World
 
 __all__ = [
     "HISTORY_FILE",
@@ -249,12 +249,12 @@ def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> Co
     n = LinearController(world, obs_mode=config.obs_mode).n_params
     fingerprint = run_fingerprint(
         config,
-        world.config.get("files", {}).get(MDNRNN_FILE),
+        world.fingerprint["mdnrnn_sha256"],
         world.env_id,
         evaluator.temperature,
         evaluator.max_steps,
         n,
-        world.mdnrnn.config.done_logit_offset,
+        world.memory_config.done_logit_offset,
         [_member_fingerprint(m) for m in members],
     )
     state = load_state(out / STATE_FILE, fingerprint)
@@ -320,8 +320,8 @@ def _train(config: ControllerConfig, real_evaluator: RealEvaluator | None) -> Co
 def _member_fingerprint(member: World) -> dict[str, Any]:
     """What a resumed run must share with an ensemble member: its M and its calibration."""
     return {
-        "mdnrnn_sha256": member.config.get("files", {}).get(MDNRNN_FILE),
-        "done_logit_offset": float(member.mdnrnn.config.done_logit_offset),
+        "mdnrnn_sha256": member.fingerprint["mdnrnn_sha256"],
+        "done_logit_offset": float(member.memory_config.done_logit_offset),
     }
 
 

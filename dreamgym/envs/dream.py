@@ -40,6 +40,7 @@ from dreamgym.envs.observation import check_noise_groups, observation_space_for
 from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, check_temperature
 from dreamgym.models.mdn_kernel import DreamKernel, split_rows
 from dreamgym.models.noise import draw_uniforms, gaussian_width, normal_from_uniform
+from dreamgym.models.rssm_kernel import RSSMKernel
 from dreamgym.spaces import check_actions, encode_actions_tensor
 from dreamgym.utils.hardware import matmul_mode, resolve_precision
 from dreamgym.utils.threads import torch_threads
@@ -195,10 +196,9 @@ class DreamVectorEnv(VectorEnv):
 
     def _init_state(self, settings: DreamSettings) -> None:
         """The kernel (M's step at the resolved precision), the generator and the state rows."""
-        self.precision = resolve_precision(settings.precision, self.device)
-        """What `settings.precision` means here: "float32" or "bfloat16" (M's matmuls)."""
-        mode = matmul_mode(self.precision, self.device)
-        self.kernel = DreamKernel(self.world.mdnrnn, mode)
+        self.kernel, self.precision = dream_kernel(self.world, settings, self.device)
+        """What `settings.precision` means here: "float32" or "bfloat16" (M's matmuls; an RSSM
+        world's dream runs float32)."""
         self._bank_sigma = torch.exp(0.5 * self.world.initial_logvar)
         self.ensemble = (
             EnsembleMembers(
@@ -216,11 +216,11 @@ class DreamVectorEnv(VectorEnv):
         """An ensemble dream's other members (`DreamSettings.ensemble`); None: the world alone."""
         self.generator = torch.Generator(device=self.device)
         self._seeded = False
-        n, h = self.num_envs, self.world.hidden_dim
+        n = self.num_envs
         # One row per env, [z | h | 1 | a] (see DreamKernel); a step makes new rows and never
         # writes into rows it has handed out as observations, so those views stay valid.
         self._x = self.kernel.new_rows(n, self.device)
-        self._c = torch.zeros(n, h, device=self.device)
+        self._c = self.kernel.new_cell(n, self.device)
         self._t = torch.zeros(n, dtype=torch.long, device=self.device)
         self._needs_reset = torch.zeros(n, dtype=torch.bool, device=self.device)
         self._has_reset = False
@@ -282,7 +282,8 @@ class DreamVectorEnv(VectorEnv):
         return self._observe()
 
     def _reset_where(self, mask: torch.Tensor) -> None:
-        """z_0 = μ + σ·ε of a random bank latent, h = c = 0, t = 0 for the rows in `mask`.
+        """z_0 = μ + σ·ε of a random bank latent, M's first state on it (`kernel.reset_rows`:
+        the MDN-RNN's h = c = 0, the RSSM's posterior on z_0), t = 0 for the rows in `mask`.
 
         One block of uniforms for every env (the random stream does not depend on which envs
         reset): column 0 picks the bank entry, the rest give ε. The rows are written in place
@@ -302,9 +303,7 @@ class DreamVectorEnv(VectorEnv):
         u = u[rows]
         idx = (u[:, 0] * bank.shape[0]).long().clamp_(max=bank.shape[0] - 1)
         z0 = torch.addcmul(bank[idx], self._bank_sigma[idx], normal_from_uniform(u[:, 1:], latent))
-        self._z.index_copy_(0, rows, z0)
-        self._h.index_fill_(0, rows, 0.0)
-        self._c.index_fill_(0, rows, 0.0)
+        self.kernel.reset_rows(self._x, self._c, rows, z0)
         if self.ensemble is not None:
             self.ensemble.reset_where(rows, z0)
         self._t.index_fill_(0, rows, 0)
@@ -482,6 +481,22 @@ class DreamVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         pass
+
+
+def dream_kernel(
+    world: World, settings: DreamSettings, device: torch.device
+) -> tuple[DreamKernel | RSSMKernel, str]:
+    """(The kernel that steps `world`'s memory, its precision): the MDN-RNN's at the resolved
+    precision, or the RSSM's (float32; no ensemble, no LSTM cell for obs "zch")."""
+    if world.memory_kind == "rssm":
+        if settings.ensemble:
+            raise ValueError(
+                f"ensemble dreams step MDN-RNN members; world {world.name!r} has an RSSM memory: "
+                "drop `ensemble` (members=) for this world"
+            )
+        return RSSMKernel(world.rssm), "float32"
+    precision = resolve_precision(settings.precision, device)
+    return DreamKernel(world.mdnrnn, matmul_mode(precision, device)), precision
 
 
 def __getattr__(name: str) -> Any:

@@ -12,13 +12,22 @@ from dreamgym.world import World
 
 
 def observation_space_for(world: World, obs_mode: str) -> gym.spaces.Box:
-    """The single-env observation space of `world` in `obs_mode`."""
+    """The single-env observation space of `world` in `obs_mode`.
+
+    "zh" is [z, the memory's features]: the MDN-RNN's h, the RSSM's [h, s]; "zch" (the LSTM's
+    c too) exists for MDN-RNN worlds only.
+    """
     if obs_mode == "zh":
-        dim = world.latent_dim + world.hidden_dim
+        dim = world.latent_dim + world.feature_dim
         return gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
     if obs_mode == "z":
         return gym.spaces.Box(-np.inf, np.inf, shape=(world.latent_dim,), dtype=np.float32)
     if obs_mode == "zch":
+        if world.memory_kind != "mdnrnn":
+            raise ValueError(
+                f"obs_mode 'zch' shows an LSTM's cell state; world {world.name!r} has a "
+                f"{world.memory_kind} memory: use obs_mode 'zh' (z and its features [h, s])"
+            )
         dim = world.latent_dim + 2 * world.hidden_dim
         return gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
     if obs_mode == "pixels":

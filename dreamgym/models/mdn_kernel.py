@@ -27,6 +27,7 @@ uniforms, up to float rounding (a test holds it to that).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -94,6 +95,18 @@ class DreamKernel:
         """The [z | h] view of state rows (obs "zh")."""
         return x[:, : self.ones_col]
 
+    def new_cell(self, batch: int, device: torch.device | str) -> torch.Tensor:
+        """The LSTM's cell state c (batch, H) of zeros, kept beside the rows."""
+        return torch.zeros(batch, self.hidden, device=device)
+
+    def reset_rows(
+        self, x: torch.Tensor, c: torch.Tensor, rows: torch.Tensor, z0: torch.Tensor
+    ) -> None:
+        """Rows `rows` start an episode at z0 (R, Z): h = c = 0 (the paper's h_0), in place."""
+        x[:, : self.latent].index_copy_(0, rows, z0)
+        x[:, self.latent : self.ones_col].index_fill_(0, rows, 0.0)
+        c.index_fill_(0, rows, 0.0)
+
     # --- the step ---------------------------------------------------------------------------
     def step(
         self,
@@ -120,16 +133,11 @@ class DreamKernel:
         reward = torch.empty(b, device=x.device)
         p_done = torch.empty(b, device=x.device)
         args = (x, c, actions, uniforms, x_next, reward, p_done)
-        parts = split_rows(b, x.device) if parts is None else parts
-        if len(parts) == 1:
-            self._step_rows(args, temperature)
-        else:
-            # the calling thread steps the last part itself: one hand-over fewer per step
-            pool = _pool(len(parts) - 1)
-            done = [pool.submit(self._step_part, args, rows, temperature) for rows in parts[:-1]]
-            self._step_part(args, parts[-1], temperature)
-            for future in done:
-                future.result()
+
+        def step_part(rows: slice) -> None:
+            self._step_rows(tuple(t[rows] for t in args), temperature)
+
+        run_parts(step_part, split_rows(b, x.device) if parts is None else parts)
         return x_next, reward, p_done
 
     def _tail(self, device: torch.device) -> torch.Tensor:
@@ -138,11 +146,6 @@ class DreamKernel:
             self._tail_row = torch.zeros(self.width - self.ones_col, device=device)
             self._tail_row[0] = 1.0
         return self._tail_row
-
-    def _step_part(self, args: tuple[torch.Tensor, ...], rows: slice, temperature: float) -> None:
-        """`_step_rows` on `rows` of every tensor, on a pool thread (one torch thread each)."""
-        with torch.inference_mode():
-            self._step_rows(tuple(t[rows] for t in args), temperature)
 
     def _step_rows(self, args: tuple[torch.Tensor, ...], temperature: float) -> None:
         x, c, actions, uniforms, x_next, reward, p_done = args
@@ -271,19 +274,8 @@ class EnsembleKernel:
         spread = torch.empty(b, device=device)
         args = (xs, cs, actions, uniforms, pick, nexts, reward, p_done, spread)
         parts = split_rows(b, device) if parts is None else parts
-        if len(parts) == 1:
-            self._step_rows(args, slice(0, b), temperature)
-        else:
-            pool = _pool(len(parts) - 1)
-            done = [pool.submit(self._step_part, args, r, temperature) for r in parts[:-1]]
-            self._step_part(args, parts[-1], temperature)
-            for future in done:
-                future.result()
+        run_parts(lambda rows: self._step_rows(args, rows, temperature), parts)
         return nexts, reward, p_done, spread
-
-    def _step_part(self, args: tuple, rows: slice, temperature: float) -> None:
-        with torch.inference_mode():
-            self._step_rows(args, rows, temperature)
 
     def _step_rows(self, args: tuple, rows: slice, temperature: float) -> None:
         xs, cs, actions, uniforms, picks, nexts, reward, p_done, spread = args
@@ -343,6 +335,24 @@ def split_rows(batch: int, device: torch.device) -> list[slice]:
     parts = max(1, min(threads, batch // MIN_SPLIT_ROWS))
     bounds = [batch * i // parts for i in range(parts + 1)]
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def run_parts(step_part: Callable[[slice], None], parts: list[slice]) -> None:
+    """`step_part(rows)` for every part: the last on the calling thread (one hand-over fewer per
+    step), the others side by side on pool threads that run torch on one thread each."""
+    if len(parts) == 1:
+        step_part(parts[0])
+        return
+    pool = _pool(len(parts) - 1)
+    done = [pool.submit(_inference, step_part, rows) for rows in parts[:-1]]
+    step_part(parts[-1])
+    for future in done:
+        future.result()
+
+
+def _inference(step_part: Callable[[slice], None], rows: slice) -> None:
+    with torch.inference_mode():  # a pool thread does not inherit the caller's mode
+        step_part(rows)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}

@@ -255,20 +255,21 @@ def build_memory(config: dict[str, Any]) -> MDNRNNMemory | RSSMMemory:
 
 
 def memory_of(world: Any) -> MDNRNNMemory | RSSMMemory:
-    """The memory of a world (a `dreamgym.World`, or anything with its `config` and networks).
+    """The memory of a world (a `dreamgym.World`, or anything with its `memory_net`).
 
-    Its `config.json` names the family (`"memory"`; absent in every bundle so far: the
-    MDN-RNN). The adapter holds no state of its own: two trackers may share a world.
+    An RSSM tracks real frames with its posterior's mean (mode): the same frames give an agent
+    the same features, and a dream's first state is the one a tracker reaches on that frame
+    (`dreamgym.models.rssm_kernel`). The adapter holds no state of its own: two trackers may
+    share a world.
     """
-    kind = world.config.get("memory", "mdnrnn")
-    if kind == "mdnrnn":
-        return MDNRNNMemory(world.mdnrnn)
-    rssm = getattr(world, "rssm", None)
-    if kind == "rssm" and isinstance(rssm, RSSM):
-        return RSSMMemory(rssm)
+    net = getattr(world, "memory_net", None)
+    if isinstance(net, MDNRNN):
+        return MDNRNNMemory(net)
+    if isinstance(net, RSSM):
+        return RSSMMemory(net, sample_posterior=False)
     raise ValueError(
-        f"world {getattr(world, 'name', '?')!r} names memory {kind!r}, which it does not hold "
-        f"(memories: {MEMORY_KINDS}; a bundle with an RSSM loads with a dreamgym that reads one)"
+        f"world {getattr(world, 'name', '?')!r} holds no memory dreamgym knows "
+        f"(memories: {MEMORY_KINDS}); load it with `dreamgym.World.load`"
     )
 
 

@@ -80,6 +80,8 @@ class RSSMConfig:
     """The z decoder's std: 0 = learned per dim (a free parameter); > 0 = fixed at this value."""
     done_pos_weight: float = 1.0
     """Weight of done examples in the done loss; `done_probability` divides it out of the odds."""
+    done_logit_offset: float = 0.0
+    """Added to the done logit at inference (`dreamgym calibrate`'s fit, as the MDN-RNN's)."""
 
     def __post_init__(self) -> None:
         if self.stoch not in STOCH_KINDS:
@@ -91,6 +93,8 @@ class RSSMConfig:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if not 0.0 <= self.unimix < 1.0:
             raise ValueError(f"unimix must be in [0, 1), got {self.unimix}")
+        if not math.isfinite(float(self.done_logit_offset)):
+            raise ValueError(f"done_logit_offset must be finite, got {self.done_logit_offset}")
         for name in ("min_std", "z_std", "done_pos_weight"):
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value >= 0.0):
@@ -335,8 +339,10 @@ class RSSM(nn.Module):
         )
 
     def done_probability(self, done_logit: torch.Tensor) -> torch.Tensor:
-        """P(done) with the training's positive weight w undone (odds divided by w)."""
-        return torch.sigmoid(done_logit - math.log(self.config.done_pos_weight))
+        """P(done) with the training's positive weight w undone (odds divided by w) and the
+        calibrated `done_logit_offset` added."""
+        c = self.config
+        return torch.sigmoid(done_logit + (c.done_logit_offset - math.log(c.done_pos_weight)))
 
 
 def temper(config: RSSMConfig, stats: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -67,9 +67,10 @@ _ACTION_MAPS = {
 
 
 def controller_obs_dim(world: World, obs_mode: str = "zh") -> int:
-    """Size of the controller's input in `world` for `obs_mode` (zh: z + h, z: z, zch: z + 2h)."""
+    """Size of the controller's input in `world` for `obs_mode` (zh: z + the memory's features,
+    z: z, zch: z + 2h, MDN-RNN worlds only)."""
     if obs_mode == "zh":
-        return world.latent_dim + world.hidden_dim
+        return world.latent_dim + world.feature_dim
     if obs_mode == "z":
         return world.latent_dim
     if obs_mode == "zch":
@@ -338,8 +339,8 @@ class LinearController:
         if dim != self.obs_dim:
             raise ValueError(
                 f"controller expects obs of size {self.obs_dim} but world {name!r} gives {dim} in "
-                f"obs_mode {self.obs_mode!r} (latent {world.latent_dim}, hidden "
-                f"{world.hidden_dim}); use a controller trained in this world"
+                f"obs_mode {self.obs_mode!r} (latent {world.latent_dim}, {world.memory_kind} "
+                f"features {world.feature_dim}); use a controller trained in this world"
             )
         if not same_action_space(self.action_space, world.action_space):
             raise ValueError(
