@@ -28,10 +28,12 @@ from dreamgym.evaluation.diagnose import (
     fidelity_check,
     fixed_suite,
     suite_row,
+    suite_table,
     teacher_force_episode,
 )
 from dreamgym.evaluation.diagnose.config import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE
 from dreamgym.evaluation.diagnose.teacher import RealEpisode
+from dreamgym.evaluation.stats import spread_check
 from dreamgym.policies import AlternatingPolicy, ConstantPolicy, load_policy
 from dreamgym.preprocessing import preprocessing_for
 from dreamgym.world import World
@@ -137,6 +139,22 @@ def test_fidelity_check_hand_numbers() -> None:
     assert fidelity_check(3.0, 0.0, rel_tol=0.15, abs_tol=30.0)["ratio"] is None
     row = suite_row("p", "constant:0", np.array([1.0, 3.0]), np.array([2.0, 2.0]), 0, 0.15, 0, 200)
     assert row["dream"]["mean"] == 2.0 and row["real"]["std"] == 0.0 and row["ratio"] == 1.0
+    assert row["spread"]["sd_ratio"] is None  # reality's std is 0
+
+
+def test_spread_check_hand_numbers() -> None:
+    """KS is the largest CDF gap, W₁ the area between the CDFs, sd_ratio the stds' ratio."""
+    same = spread_check(np.array([1.0, 2.0, 3.0]), np.array([3.0, 1.0, 2.0]))
+    assert same == {"sd_ratio": 1.0, "ks": 0.0, "wasserstein": 0.0}
+    shifted = spread_check(np.array([11.0, 12.0, 13.0]), np.array([1.0, 2.0, 3.0]))
+    assert shifted["ks"] == 1.0 and shifted["wasserstein"] == pytest.approx(10.0)
+    # Same mean (2), three times the spread: W₁ = ∫|F_d − F_r| = 1/2·2 + 1/2·2 = 2 (hand CDFs).
+    wide = spread_check(np.array([-1.0, 5.0]), np.array([1.0, 3.0]))
+    assert wide["sd_ratio"] == pytest.approx(3.0) and wide["ks"] == 0.5
+    assert wide["wasserstein"] == pytest.approx(2.0)
+    table = suite_table([suite_row("p", "random", np.array([1.0, 5.0]), np.array([2.0, 4.0]),
+                                   0, 0.15, 0, 50)])  # fmt: skip
+    assert "| sd dream/real | KS | W₁ |" in table and "| 2.00 | 0.50 | 1.0 |" in table
 
 
 def test_done_auc_hand_numbers() -> None:

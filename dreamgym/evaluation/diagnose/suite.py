@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from dreamgym.evaluation.jobs import returns_in
-from dreamgym.evaluation.stats import summarize
+from dreamgym.evaluation.stats import spread_check, summarize
 from dreamgym.options import threshold_note
 from dreamgym.world import World
 
@@ -108,7 +108,8 @@ def suite_row(
     abs_tol: float,
     resamples: int,
 ) -> dict[str, Any]:
-    """One row of the suite's table: both summaries (mean, std, 95% CI, returns) and the check;
+    """One row of the suite's table: both summaries (mean, std, 95% CI, returns), the check of
+    the means and the spread's (`spread_check`: std ratio, KS, W₁);
     without `real` (`--dream-only`, nothing known) the dream's alone, unjudged (`ok` None)."""
     d = summarize(dream, seed, resamples)
     if real is None:
@@ -121,6 +122,7 @@ def suite_row(
         "dream": d,
         "real": r,
         **fidelity_check(d["mean"], r["mean"], rel_tol, abs_tol),
+        "spread": spread_check(dream, real),
     }
 
 
@@ -181,10 +183,17 @@ def suite_table(
         lo, hi = s["ci95"]
         return f"{s['mean']:.1f} ± {s['std']:.1f} [{lo:.1f}, {hi:.1f}]"
 
+    def spread(r: dict[str, Any]) -> str:
+        s = r.get("spread")  # reports written before the spread check have none
+        if not s or s["ks"] is None:
+            return "— | — | —"
+        sd = "n/a" if s["sd_ratio"] is None else f"{s['sd_ratio']:.2f}"
+        return f"{sd} | {s['ks']:.2f} | {s['wasserstein']:.1f}"
+
     lines = [
         f"| policy | spec | dream{tau} mean ± std [95% CI] | real mean ± std [95% CI] | "
-        "dream/real | fidelity |",
-        "|---|---|---|---|---|---|",
+        "dream/real | fidelity | sd dream/real | KS | W₁ |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"
@@ -193,6 +202,6 @@ def suite_table(
             ratio, flag = "—", "no real"
         lines.append(
             f"| {r['policy']} | `{r['spec']}` | {side(r['dream'])} | {side(r['real'])} | "
-            f"{ratio} | {flag} |"
+            f"{ratio} | {flag} | {spread(r)} |"
         )
     return "\n".join(lines)
