@@ -26,6 +26,11 @@ def load_member(world: World, member: Any, device: torch.device) -> World:
     loaded = member if isinstance(member, World) else World.load(member, device=device)
     loaded = loaded if loaded.device == device else loaded.copy_to(device)
     check_ensemble_member(world, loaded)
+    if loaded.memory_kind != "mdnrnn":
+        raise ValueError(
+            f"ensemble member {loaded.name!r} has an {loaded.memory_kind.upper()} memory; ensemble "
+            "dreams step MDN-RNN members only: drop it from `ensemble`"
+        )
     if loaded.hidden_dim != world.hidden_dim:
         raise ValueError(
             f"ensemble member {loaded.name!r} has hidden size {loaded.hidden_dim}, the world "

@@ -8,7 +8,8 @@ deaths were predicted as 20 teacher-forced, yet every fixed policy lived only 0.
 in the dream as in reality.
 
 The fix is one number. An offset b is added to the done logit (a Platt-style intercept, stored
-as `MDNRNNConfig.done_logit_offset`). It is chosen so that the policies that collected the
+as M's `done_logit_offset`: `MDNRNNConfig`'s or `RSSMConfig`'s, in config.json's section of the
+world's memory family). It is chosen so that the policies that collected the
 calibration datasets live as long in the dream as they did in reality, on average: the mean
 over datasets of log(dream mean length / real mean length) is 0. Those policies are fixed ones
 (`collect --policy constant:A --world W`) or `collect`'s built-in random ones, replayed in the
@@ -160,9 +161,9 @@ def dream_mean_lengths(
 ) -> list[float]:
     """Each target policy's mean dream length with the done-logit offset `offset`, dreamed with
     `settings` up to the target's own episode limit."""
-    rnn_config = world.mdnrnn.config
-    saved = rnn_config.done_logit_offset
-    rnn_config.done_logit_offset = float(offset)
+    memory_config = world.memory_config
+    saved = memory_config.done_logit_offset
+    memory_config.done_logit_offset = float(offset)
     try:
         return [
             float(
@@ -177,7 +178,7 @@ def dream_mean_lengths(
             for t in targets
         ]
     finally:
-        rnn_config.done_logit_offset = saved
+        memory_config.done_logit_offset = saved
 
 
 class DreamExplorationPolicy:
@@ -305,7 +306,7 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
     dream = config.dream_record(world)
     temperature = dream["temperature"]
     targets = length_targets(world, list(config.data))
-    previous = world.mdnrnn.config.done_logit_offset
+    previous = world.memory_config.done_logit_offset
     offset, evaluations = fit_offset(world, targets, temperature, config)
     before = evaluations[0]["dream_means"]
     after = next(e for e in reversed(evaluations) if e["offset"] == offset)["dream_means"]
@@ -344,8 +345,10 @@ def write_calibration(world: World, report: dict[str, Any], argv: str | None) ->
     """Store the offset and τ in the bundle's config.json (atomically) with what produced them."""
     assert world.path is not None
     config = world.config
-    world.mdnrnn.config.done_logit_offset = float(report["offset"])
-    config["mdnrnn"] = world.mdnrnn.config.to_dict()  # its rule: an offset of 0 is not written
+    world.memory_config.done_logit_offset = float(report["offset"])
+    # The section of M's family ("mdnrnn" or "rssm"); the MDN-RNN's rule: an offset of 0 is not
+    # written, so an uncalibrated bundle keeps its bytes.
+    config[world.memory_kind] = world.memory_config.to_dict()
     config["temperature"] = float(report["temperature"])
     record = {k: v for k, v in report.items() if k not in ("world", "written")}
     if argv:

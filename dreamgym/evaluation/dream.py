@@ -13,6 +13,7 @@ from dreamgym.envs.dream import DreamVectorEnv
 from dreamgym.envs.settings import DreamSettings
 from dreamgym.policies import Policy, load_policy
 from dreamgym.policies.agent_trust import Trust
+from dreamgym.policies.base import start_episode
 from dreamgym.utils.validate import check_int, check_seed
 from dreamgym.world import World
 
@@ -111,6 +112,7 @@ def dream_episodes(
             "episodes end"
         )
     obs = env.reset_tensors(seed=seed)
+    start_episode(policy)
     total = torch.zeros(env.num_envs, dtype=torch.float64, device=env.device)
     length = torch.zeros(env.num_envs, dtype=torch.int64, device=env.device)
     alive = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from dreamgym.policies import Policy, RandomPolicy, load_policy
 from dreamgym.policies.agent_trust import Trust
+from dreamgym.policies.base import start_episode
 from dreamgym.policies.fixed import is_fixed_spec
 from dreamgym.policies.loading import worker_trust
 from dreamgym.runners import WorkerSetupError, check_ray_address, run_on_ray, setup_error
@@ -47,6 +48,7 @@ def _real_policy(spec: str, world: World, seed: int, index: int, cached: Policy 
 
 def _run_real_episode(env: gym.Env, policy: Policy, seed: int) -> tuple[float, int]:
     obs, _ = env.reset(seed=seed)
+    start_episode(policy)
     total, steps = 0.0, 0
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
     while True:

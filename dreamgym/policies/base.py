@@ -22,3 +22,11 @@ class Policy(Protocol):
     def act(self, obs: np.ndarray) -> np.ndarray:
         """(N, *obs_shape) observations → (N, *action_shape) actions in the action space."""
         ...
+
+
+def start_episode(policy: Policy) -> None:
+    """Tell a policy that every row starts a new episode, where it has `start_episode` (the
+    alternating fixed policies: their phase); the others need not know."""
+    start = getattr(policy, "start_episode", None)
+    if callable(start):
+        start()

@@ -10,12 +10,15 @@ policy (`load_policy`):
   actions may also be comma-separated (`alternate:1,2@10`); `@K` defaults to 10.
 
 Phase of an alternating policy: a counter per batch row, restarted where the observation's h
-part is all zeros. h = 0 exactly on an episode's first observation — in the dream (h_0 = 0) and
-in the real env through `WorldModelObservation` (its tracker resets h) — and is non-zero after
-any LSTM step, so the phase follows episode starts without the caller telling the policy
-anything, in the batched dream (one row per env) and in real workers that reuse one policy
-object for many episodes (one row). A change of batch size restarts every row. That is why
-these policies observe in "zh" mode (the only mode that shows h).
+part is all zeros, and for every row by `start_episode()`. In an MDN-RNN world h = 0 exactly on
+an episode's first observation — in the dream (h_0 = 0) and in the real env through
+`WorldModelObservation` (its tracker resets h) — and is non-zero after any LSTM step, so the
+phase follows episode starts without the caller telling the policy anything, in the batched
+dream (one row per env) and in real workers that reuse one policy object for many episodes (one
+row). That is why these policies observe in "zh" mode (the only mode that shows h). An RSSM's
+features are its posterior on the first frame, not zeros: there the callers that start
+episodes (a real episode, a batch of dreams: `dreamgym.evaluation`) call `start_episode`. A
+change of batch size restarts every row.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ class AlternatingPolicy:
         self.every = int(every)
         self.latent_dim = int(latent_dim)
         self._t: np.ndarray | None = None
+
+    def start_episode(self) -> None:
+        """Every row starts a new episode: the phase restarts (see the module docstring)."""
+        self._t = None
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs)

@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from dreamgym.policies.agent_trust import Trust
-from dreamgym.policies.base import Policy
+from dreamgym.policies.base import Policy, start_episode
 from dreamgym.policies.loading import _recorded_world, load_policy, worker_trust
 from dreamgym.utils.threads import set_worker_threads
 from dreamgym.world import World
@@ -64,6 +64,7 @@ class _FramePolicy:
 
     def reset(self, seed: int) -> None:
         self.tracker.reset(seed)
+        start_episode(self.policy)
         if hasattr(self.policy, "rng"):
             self.policy.rng = np.random.default_rng(seed)
 

@@ -74,6 +74,11 @@ def controller_obs_dim(world: World, obs_mode: str = "zh") -> int:
     if obs_mode == "z":
         return world.latent_dim
     if obs_mode == "zch":
+        if world.memory_kind != "mdnrnn":
+            raise ValueError(
+                f"obs_mode 'zch' reads an LSTM's cell state; world {world.name!r} has an "
+                f"{world.memory_kind.upper()} memory: use obs_mode 'zh' (z and its features [h, s])"
+            )
         return world.latent_dim + 2 * world.hidden_dim
     raise ValueError(
         f"a linear controller reads obs_mode 'zh', 'z' or 'zch', got {obs_mode!r} (pixels need a "

@@ -7,9 +7,9 @@ Two checks (docs: "Fidelity: how we judge a world"):
    the dream and in the real env on the same seeds; per policy the dream and real means with
    std and bootstrap 95% CIs, their ratio, and a flag when the dream is off the real mean by
    more than ±rel_tol of it and more than abs_tol (near-zero returns).
-2. **Teacher forcing** (`teacher`): M reads real episodes (held-out ones of `--data`, or fresh
-   ones) from h = 0; its predicted return and termination count per episode against the real
-   ones, and the per-step done AUC.
+2. **Teacher forcing** (`teacher`): M, of either family, reads real episodes (held-out ones
+   of `--data`, or fresh ones) from its initial state through the memory seam; its predicted
+   return and termination count per episode against the real ones, and the per-step done AUC.
 
 Comparing many trial worlds of one env, or one world at several τ or termination rules, needs
 the dream side alone: `--dream-only --real-from REPORT --no-teacher` dreams the suite and judges
@@ -45,6 +45,7 @@ from dreamgym.evaluation.diagnose.teacher import (
     done_auc,
     run_teacher,
     teacher_force_episode,
+    teacher_force_episodes,
 )
 from dreamgym.policies import load_policy
 from dreamgym.utils.files import atomic_write_json
@@ -71,6 +72,7 @@ __all__ = [
     "suite_row",
     "suite_table",
     "teacher_force_episode",
+    "teacher_force_episodes",
 ]
 
 

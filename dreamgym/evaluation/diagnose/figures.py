@@ -5,20 +5,24 @@
   longest episode;
 - `reconstructions.png`: real frames over V's reconstructions (`training.report`);
 - `dream_rollout.png`: the longest real episode, V of it, and M's open-loop dream from the same
-  start with the recorded actions (`training.report.save_dream_rollout`).
+  start with the recorded actions, through the memory seam (`models.memory`), so either family
+  draws it: sampled at τ, and at τ = 0 (the MDN-RNN's mixture mean, the RSSM's prior mean or mode).
 """
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from dreamgym.evaluation.diagnose.teacher import ForcedEpisode, RealEpisode
-from dreamgym.training.mdn import LatentEpisodes
-from dreamgym.training.report import REPORT_COLUMNS, save_dream_rollout, save_reconstructions
+from dreamgym.models.memory import memory_of
+from dreamgym.training.config import SEED_REPORT
+from dreamgym.training.report import REPORT_COLUMNS, image_grid, save_reconstructions
 from dreamgym.utils.files import atomic_write_bytes
 from dreamgym.world import World
 
@@ -103,6 +107,43 @@ def _spread_frames(episodes: list[RealEpisode], n: int) -> np.ndarray:
     return np.stack([episodes[k].frames[g - starts[k]] for g, k in zip(picks, which, strict=True)])
 
 
+@torch.inference_mode()
+def dream_rollout_png(
+    world: World, episode: RealEpisode, forced: ForcedEpisode, temperature: float, seed: int
+) -> bytes:
+    """Rows: the real episode, V of it, M's open-loop dream from its first frame with the
+    recorded actions at τ and at τ = 0; every k-th step, ~REPORT_COLUMNS columns. Seeded as the
+    training report's rollout (`training.report.save_dream_rollout`, the MDN-RNN's own): for an
+    MDN-RNN world the same picture."""
+    memory, device = memory_of(world), world.device
+    steps = len(forced.actions)
+    every = max(1, math.ceil(steps / (REPORT_COLUMNS - 1)))
+    cols = list(range(0, steps + 1, every))[:REPORT_COLUMNS]
+    gen = torch.Generator(device=device).manual_seed(
+        int(np.random.default_rng([seed, SEED_REPORT]).integers(2**62))
+    )
+    z0 = torch.as_tensor(forced.mu[:1], device=device)
+    actions = torch.as_tensor(forced.actions, device=device)
+    dreams = []
+    for tau in (temperature, 0.0):
+        state = memory.observe(memory.initial_state(1, device), z0, torch.zeros_like(actions[:1]))
+        zs = [z0]
+        for t in range(steps):
+            imagined = memory.imagine(state, actions[t : t + 1], tau, gen)
+            state = imagined.state
+            zs.append(imagined.z)
+        dreams.append(list(world.vae.decode_uint8(torch.cat(zs)[cols]).cpu().numpy()))
+    mu = torch.as_tensor(forced.mu[cols], device=device)
+    img = image_grid(
+        [list(episode.frames[cols]), list(world.vae.decode_uint8(mu).cpu().numpy()), *dreams],
+        ["real", "V(real)", f"dream tau={temperature:g}", "dream mean"],
+        col_labels=[f"t={t}" for t in cols],
+    )
+    buf = io.BytesIO()
+    img.save(buf, format="png")
+    return buf.getvalue()
+
+
 def write_figures(
     world: World,
     out: Path,
@@ -123,19 +164,9 @@ def write_figures(
     if teacher is not None and episodes:
         atomic_write_bytes(out / "teacher.png", teacher_png(teacher, episodes, forced))
         k = int(np.argmax([len(e.rewards) for e in episodes]))
-        ep, f = episodes[k], forced[k]
         frames = _spread_frames(episodes, REPORT_COLUMNS)
         save_reconstructions(world.vae, frames, np.arange(len(frames)), out / "reconstructions.png")
-        latents = LatentEpisodes.from_arrays(
-            f.mu,
-            f.logvar,
-            f.actions,
-            ep.rewards,
-            ep.terminated.astype(np.float32),
-            np.array([len(ep.rewards)]),
-        )
-        save_dream_rollout(
-            world, ep.frames, latents, 0, temperature, seed, out / "dream_rollout.png"
-        )
+        rollout = dream_rollout_png(world, episodes[k], forced[k], temperature, seed)
+        atomic_write_bytes(out / "dream_rollout.png", rollout)
         written += ["teacher.png", "reconstructions.png", "dream_rollout.png"]
     return written

@@ -1,14 +1,19 @@
 """M teacher-forced along real episodes: does it predict their return and their end?
 
-Every frame of a real episode is encoded with V (z_t = V's mean), and M reads the recorded
-(z_t, a_t) from h = 0 at the episode start, its state carried along the whole episode, as in
-training. Per episode, the predicted return is the sum of M's reward head and the predicted
-termination count the sum of its done probability (the done head's training weight undone, as
-the dream does: `MDNRNN.done_probability`), to compare with the real return and the real count
-(0 or 1). Both totals get the suite's check (the count with ±TERMINATION_SLACK in place of
-the absolute tolerance). Per step, the done probabilities against the real terminations give an
-AUC. In TakeCover the reward is +1 per step, so the return check is easy; the termination count
-is the informative one there.
+Every frame of a real episode is encoded with V (z_t = V's mean), and M, whatever its family,
+reads the episode through the memory seam (`dreamgym.models.memory`): from its initial state it
+observes z_0, then at every step t it first imagines the step by the recorded a_t (the prior at
+τ = 0: the reward and P(done) it predicts before it sees frame t + 1) and then observes the real
+z_{t+1} (the posterior), its state carried along the whole episode, as in training. For the
+MDN-RNN the prior's reward and done heads read the LSTM's h after (z_t, a_t): the numbers of one
+pass of its LSTM over the episode; for the RSSM they read the prior's mean (Gaussian) or mode
+(categorical) state, so the figures are deterministic. Per episode, the predicted return is the
+sum of M's reward head and the predicted termination count the sum of its done probability (the
+done head's training weight undone, as the dream does), to compare with the real return and the
+real count (0 or 1). Both totals get the suite's check (the count with ±TERMINATION_SLACK in
+place of the absolute tolerance). Per step, the done probabilities against the real
+terminations give an AUC. In TakeCover the reward is +1 per step, so the return check is easy;
+the termination count is the informative one there.
 
 Episodes are the held-out ones of `--data` datasets (the world's recorded `val_indices`), or
 fresh real episodes of the exploration policy the datasets are collected with (`collect`'s
@@ -30,6 +35,7 @@ from dreamgym.data import collect, load_episode, load_manifest
 from dreamgym.envs.dream import resolve_device
 from dreamgym.evaluation.diagnose.suite import fidelity_check
 from dreamgym.evaluation.stats import summarize
+from dreamgym.models.memory import Memory, memory_of
 from dreamgym.preprocessing import FramePreprocessing
 from dreamgym.spaces import encode_actions_np
 from dreamgym.world import World
@@ -40,6 +46,9 @@ if TYPE_CHECKING:
 TEACHER_SEED_OFFSET = 1_000_000
 """Fresh teacher-forcing episodes reset the env with seeds TEACHER_SEED_OFFSET + seed + i."""
 ENCODE_BATCH = 256
+"""Frames V encodes at once."""
+TEACHER_BATCH = 64
+"""Real episodes M reads side by side, each row padded to the batch's longest episode."""
 TERMINATION_SLACK = 1.0
 """The predicted termination count is OK within ±rel_tol of the real count or ±1 termination."""
 
@@ -62,32 +71,85 @@ class ForcedEpisode:
     mu: np.ndarray  # (T + 1, Z) V's means
     logvar: np.ndarray  # (T + 1, Z)
     actions: np.ndarray  # (T, A) M's action input
-    reward: np.ndarray  # (T,) M's reward head
+    reward: np.ndarray  # (T,) M's reward head, the prior's before each frame
     p_done: np.ndarray  # (T,) M's done probability (training weight undone)
 
 
-@torch.inference_mode()
-def teacher_force_episode(world: World, episode: RealEpisode) -> ForcedEpisode:
-    """V encodes every frame; M reads (z_t, a_t), t < T, from h = 0 with its state carried."""
-    device = world.device
+def encode_frames(world: World, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """V's (mu, logvar) of every frame (N, Z), float32 on the world's device, in batches."""
     mus, logvars = [], []
-    for i in range(0, len(episode.frames), ENCODE_BATCH):
-        chunk = torch.as_tensor(episode.frames[i : i + ENCODE_BATCH], device=device)
+    for i in range(0, len(frames), ENCODE_BATCH):
+        chunk = torch.as_tensor(frames[i : i + ENCODE_BATCH], device=world.device)
         mu, logvar = world.vae.encode(chunk)
         mus.append(mu.float())
         logvars.append(logvar.float())
-    mu, logvar = torch.cat(mus), torch.cat(logvars)
-    actions = encode_actions_np(episode.actions, world.action_space).astype(np.float32)
-    a = torch.as_tensor(actions, device=device)
-    out, _ = world.mdnrnn(mu[None, :-1], a[None])
-    p_done = world.mdnrnn.done_probability(out.done_logit[0])
-    return ForcedEpisode(
-        mu.cpu().numpy(),
-        logvar.cpu().numpy(),
-        actions,
-        out.reward[0].float().cpu().numpy(),
-        p_done.float().cpu().numpy(),
-    )
+    return torch.cat(mus), torch.cat(logvars)
+
+
+def forced_predictions(
+    memory: Memory, z: list[torch.Tensor], actions: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """M's reward and P(done) (B, T_max) along B episodes read side by side (see the module
+    docstring); episode b gives z[b] (T_b + 1, Z) and actions[b] (T_b, A), and its row is
+    padded with zeros past T_b (rows never mix, so the padding changes nothing before it)."""
+    b, steps = len(z), max(len(a) for a in actions)
+    device = z[0].device
+    z_pad = torch.zeros(b, steps + 1, memory.latent_dim, device=device)
+    a_pad = torch.zeros(b, steps, memory.action_dim, device=device)
+    for i, (zi, ai) in enumerate(zip(z, actions, strict=True)):
+        z_pad[i, : len(zi)] = zi
+        a_pad[i, : len(ai)] = ai
+    reward = torch.zeros(b, steps, device=device)
+    p_done = torch.zeros(b, steps, device=device)
+    no_action = torch.zeros(b, memory.action_dim, device=device)
+    state = memory.observe(memory.initial_state(b, device), z_pad[:, 0], no_action)
+    for t in range(steps):
+        prior = memory.imagine(state, a_pad[:, t], temperature=0.0)
+        reward[:, t] = prior.reward
+        p_done[:, t] = prior.done_probability
+        if t + 1 < steps:
+            state = memory.observe(state, z_pad[:, t + 1], a_pad[:, t])
+    return reward, p_done
+
+
+@torch.inference_mode()
+def teacher_force_episodes(
+    world: World, episodes: list[RealEpisode], progress: bool = False
+) -> list[ForcedEpisode]:
+    """V encodes every frame; M (`memory_of(world)`) reads each episode from its initial state,
+    TEACHER_BATCH episodes of similar lengths side by side (one memory step per frame for the
+    whole batch); the results in the episodes' order."""
+    memory = memory_of(world)
+    forced: dict[int, ForcedEpisode] = {}
+    bar = tqdm(total=len(episodes), desc="teacher forcing", unit="ep", disable=not progress)
+    order = sorted(range(len(episodes)), key=lambda i: len(episodes[i].actions))  # less padding
+    for i in range(0, len(order), TEACHER_BATCH):
+        rows = order[i : i + TEACHER_BATCH]
+        chunk = [episodes[j] for j in rows]
+        encoded = [encode_frames(world, ep.frames) for ep in chunk]
+        actions = [
+            encode_actions_np(ep.actions, world.action_space).astype(np.float32) for ep in chunk
+        ]
+        a = [torch.as_tensor(x, device=world.device) for x in actions]
+        reward, p_done = forced_predictions(memory, [mu for mu, _ in encoded], a)
+        reward, p_done = reward.float().cpu().numpy(), p_done.float().cpu().numpy()
+        for k, ((mu, logvar), x) in enumerate(zip(encoded, actions, strict=True)):
+            steps = len(x)
+            forced[rows[k]] = ForcedEpisode(
+                mu.cpu().numpy(),
+                logvar.cpu().numpy(),
+                x,
+                reward[k, :steps].copy(),
+                p_done[k, :steps].copy(),
+            )
+        bar.update(len(chunk))
+    bar.close()
+    return [forced[i] for i in range(len(episodes))]
+
+
+def teacher_force_episode(world: World, episode: RealEpisode) -> ForcedEpisode:
+    """One episode through `teacher_force_episodes`."""
+    return teacher_force_episodes(world, [episode])[0]
 
 
 def done_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -168,10 +230,7 @@ def run_teacher(
         episodes, source = fresh_episodes(world, n, config, progress)
     device = resolve_device(config.device)
     forcing = world if world.device == device else world.copy_to(device)
-    forced = [
-        teacher_force_episode(forcing, ep)
-        for ep in tqdm(episodes, desc="teacher forcing", unit="ep", disable=not progress)
-    ]
+    forced = teacher_force_episodes(forcing, episodes, progress)
     return teacher_report(world, episodes, forced, source, config), episodes, forced
 
 
