@@ -14,7 +14,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("spaces", "preprocessing", "rendering"),
     ("models",),
     ("envs.real",),  # a leaf (gymnasium only) that world.py uses to check envs
-    ("world", "world_config"),  # world_config: config.json's validator and checksum (no torch)
+    ("world", "world_config", "world_files"),  # world_config: config.json's validator (no torch)
     ("envs", "wrappers", "options"),  # options: the groups composed into every job's config
     ("policies",),
     # the stages, in the data's order: collect → train (V, M) → agents → evaluation

@@ -16,6 +16,8 @@ Steps 1–3 are `dreamgym.models.mdn_kernel.DreamKernel`: two matmuls on one row
 [z | h | 1 | a], and elementwise ops, with all of a step's noise drawn as one block of uniforms.
 `precision` says what the matmuls run in (bfloat16 only where the hardware has it, by default);
 the state and the sampling are float32 always. Same seed → same dream, within one precision.
+An RSSM world's step is `dreamgym.models.rssm_kernel.RSSMKernel` (the prior's step on rows
+[z | h | s], float32), chosen by `dreamgym.envs.kernels.dream_kernel`; the rest is the same.
 
 Termination: `termination="sample"` (default) draws done ~ Bernoulli(p) with p the done
 probability, the done head's training weight undone so that p is the model's estimate of the real
@@ -36,13 +38,12 @@ from gymnasium.vector.utils import batch_space
 
 from dreamgym.envs.device import DEVICE_TYPES, dream_precision, resolve_device
 from dreamgym.envs.ensemble import EnsembleMembers
+from dreamgym.envs.kernels import dream_kernel
 from dreamgym.envs.observation import check_noise_groups, observation_space_for
 from dreamgym.envs.settings import OBS_MODES, TERMINATION_MODES, DreamSettings, check_temperature
-from dreamgym.models.mdn_kernel import DreamKernel, split_rows
+from dreamgym.models.mdn_kernel import split_rows
 from dreamgym.models.noise import draw_uniforms, gaussian_width, normal_from_uniform
-from dreamgym.models.rssm_kernel import RSSMKernel
 from dreamgym.spaces import check_actions, encode_actions_tensor
-from dreamgym.utils.hardware import matmul_mode, resolve_precision
 from dreamgym.utils.threads import torch_threads
 from dreamgym.utils.validate import check_int, check_seed
 from dreamgym.world import World
@@ -79,17 +80,17 @@ class DreamVectorEnv(VectorEnv):
     """Many dreams of one world, stepped as one batch.
 
     ## Description
-    A learned world model (V: ConvVAE, M: MDN-RNN; Ha & Schmidhuber 2018) run as a vector env.
-    There are no pixels unless asked for: the state is M's latent z and hidden (h, c).
+    A learned world model (V: ConvVAE, M: an MDN-RNN as in Ha & Schmidhuber 2018, or an RSSM)
+    run as a vector env. No pixels unless asked for: the state is z and M's state.
 
     ## Action Space
     The real env's: `Box` actions (clipped to the bounds) or `Discrete` (integer indices).
     Wrong shapes or dtypes, NaN/inf and out-of-range indices raise a `ValueError`.
 
     ## Observation Space
-    `obs_mode="zh"`: float32 [z, h] (the paper's controller input); `"z"`: float32 z;
-    `"pixels"`: V's decoding of z, uint8 64×64×3; `"zch"`: float32 [z, c, h] (the LSTM's cell
-    state too, the paper's Doom controller input).
+    `obs_mode="zh"`: float32 [z, h] (the paper's controller input; an RSSM's h is [h, s]);
+    `"z"`: float32 z; `"pixels"`: V's decoding of z, uint8 64×64×3; `"zch"`: float32 [z, c, h]
+    (an MDN-RNN's LSTM cell too, the paper's Doom controller input).
 
     ## Rewards
     M's reward head, one prediction per step.
@@ -481,22 +482,6 @@ class DreamVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         pass
-
-
-def dream_kernel(
-    world: World, settings: DreamSettings, device: torch.device
-) -> tuple[DreamKernel | RSSMKernel, str]:
-    """(The kernel that steps `world`'s memory, its precision): the MDN-RNN's at the resolved
-    precision, or the RSSM's (float32; no ensemble, no LSTM cell for obs "zch")."""
-    if world.memory_kind == "rssm":
-        if settings.ensemble:
-            raise ValueError(
-                f"ensemble dreams step MDN-RNN members; world {world.name!r} has an RSSM memory: "
-                "drop `ensemble` (members=) for this world"
-            )
-        return RSSMKernel(world.rssm), "float32"
-    precision = resolve_precision(settings.precision, device)
-    return DreamKernel(world.mdnrnn, matmul_mode(precision, device)), precision
 
 
 def __getattr__(name: str) -> Any:
