@@ -1,4 +1,5 @@
-"""`dreamgym train`: train V, then M, then write the bundle; print the held-out metrics."""
+"""`dreamgym train`: train V, then M (an MDN-RNN or an RSSM), then write the bundle; print the
+held-out metrics."""
 
 from __future__ import annotations
 
@@ -29,17 +30,20 @@ def run(config: TrainConfig) -> int:
 def print_summary(out: Path, config: dict[str, Any]) -> None:
     """The bundle's path and weights, its held-out metrics beside their baselines, its reports."""
     m = config["metrics"]
-    v, r = m["vae"], m["rnn"]
+    v, r = m["vae"], m.get("rnn") or m["rssm"]
     d = r["done"]
     print(f"wrote {out} ({config['weights_dtype']} weights); held-out metrics:")
     print(
         f"  V recon MSE/pixel   {v['recon_mse']:.5f}  (mean frame: {v['baseline_mean_frame_mse']:.5f})"
     )
-    print(
-        f"  M NLL/dim           {r['nll_per_dim']:.3f}  (previous z: "
-        f"{r['baseline_previous_z_nll_per_dim']:.3f}, static: "
-        f"{r['baseline_static_gaussian_nll_per_dim']:.3f})"
-    )
+    if "rssm" in m:
+        print_openloop(r["openloop"])
+    else:
+        print(
+            f"  M NLL/dim           {r['nll_per_dim']:.3f}  (previous z: "
+            f"{r['baseline_previous_z_nll_per_dim']:.3f}, static: "
+            f"{r['baseline_static_gaussian_nll_per_dim']:.3f})"
+        )
     print(
         f"  reward MAE          {r['reward_mae']:.4f}  (mean: {r['reward_mae_baseline_mean']:.4f})"
     )
@@ -48,3 +52,15 @@ def print_summary(out: Path, config: dict[str, Any]) -> None:
     )
     print(f"  done P/R/F1 @0.5    {prf}  ({d['positives']} done events held out)")
     print(f"  reports: {out / REPORT_DIR}, card: {out / MODEL_CARD_FILE}")
+
+
+def print_openloop(openloop: dict[str, Any]) -> None:
+    """The RSSM's open-loop z RMSE per horizon k beside copy-last-z's (n/a: episodes too short)."""
+
+    def cells(values: dict[str, float | None]) -> str:
+        return ", ".join(
+            f"k={k} " + ("n/a" if x is None else f"{x:.3f}") for k, x in values.items()
+        )
+
+    print(f"  RSSM z RMSE         {cells(openloop['rmse'])}  (copy last z: ", end="")
+    print(f"{cells(openloop['copy_last'])})")

@@ -3,7 +3,9 @@
 config (options, fingerprint), episodes (the dataset in memory), vae (V's epochs, encoding), mdn
 (M's windows, batches, loss, epochs), metrics (held-out scores and baselines), workspace
 (OUT/.train: progress, checkpoints, lock), context (what the stages share), epochs (the shared
-epoch loop), report (images), card (MODEL_CARD.md) and pipeline (the stages, top to bottom).
+epoch loop), report (images), card (MODEL_CARD.md) and pipeline (the stages, top to bottom);
+rssm (the RSSM's loss and epochs), rssm_stage (M's stage when `--memory rssm`) and openloop (the
+held-out k-step open-loop z error of either memory).
 """
 
 from dreamgym.training.card import model_card

@@ -7,12 +7,15 @@ values is refused rather than mixed (see `dreamgym.training.workspace`).
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from dreamgym.models.mdnrnn import MIXTURE_KINDS, NLL_REDUCTIONS
+from dreamgym.models.memory import MEMORY_KINDS
+from dreamgym.models.rssm import STOCH_KINDS
 from dreamgym.utils.hardware import PRECISIONS
 from dreamgym.utils.options import deprecated_aliases, option
 from dreamgym.utils.validate import check_output_dir
@@ -77,8 +80,17 @@ class TrainConfig:
         },
     )
     rnn_epochs: int = option(20, "passes of M over the training episodes")
+    memory: str = option(
+        "mdnrnn",
+        "M's family: mdnrnn (the MDN-RNN of World Models) or rssm (the recurrent state-space "
+        "model of PlaNet and Dreamer: a GRU state h and a stochastic state s)",
+        choices=MEMORY_KINDS,
+    )
     latent: int = option(32, "size of V's latent z (paper: 32 CarRacing, 64 Doom)")
-    hidden: int = option(256, "M's LSTM units (paper: 256 CarRacing, 512 Doom)")
+    hidden: int = option(
+        256,
+        "M's recurrent units: the MDN-RNN's LSTM (paper: 256 CarRacing, 512 Doom), the RSSM's GRU h",
+    )
     mixtures: int = option(5, "Gaussians in M's mixture over z_{t+1}")
     mixture: str | None = option(
         None,
@@ -168,6 +180,33 @@ class TrainConfig:
         "regressed (default: off, the whole reward regressed)",
         const=0.0,
     )
+    stoch: str = option(
+        "gaussian",
+        "RSSM: its stochastic state s, a diagonal Gaussian (PlaNet) or one-hot categoricals "
+        "(DreamerV2/V3)",
+        choices=STOCH_KINDS,
+    )
+    mlp_units: int | None = option(
+        None, "RSSM: units of its small MLPs (prior, posterior, z decoder, heads); default --hidden"
+    )
+    stoch_dim: int = option(32, "RSSM with Gaussian s: the dims of s")
+    groups: int = option(16, "RSSM with categorical s: the one-hot vectors in s")
+    classes: int = option(16, "RSSM with categorical s: the classes of each vector")
+    free_nats: float = option(
+        1.0, "RSSM: each side of the KL is clipped below at this many nats a step (DreamerV3: 1)"
+    )
+    kl_balance: float = option(
+        0.8, "RSSM: the share of the KL's gradient that trains the prior (DreamerV2: 0.8)"
+    )
+    overshooting: int = option(
+        0,
+        "RSSM: also score priors 2 … D steps ahead of each posterior (PlaNet's latent overshooting; 0: off)",
+    )
+    z_means: bool = option(
+        False,
+        "RSSM: observe and decode V's means instead of z drawn afresh each epoch (a Gaussian s "
+        "can otherwise copy V's per-frame noise)",
+    )
     val_fraction: float = option(0.1, "fraction of episodes held out for the metrics")
     temperature: float = option(1.0, "the world's default sampling temperature τ")
     max_steps: int | None = option(
@@ -216,6 +255,28 @@ FINGERPRINT_FIELDS = (
     "max_frames",
 )
 """Options that decide what is trained; a run in OUT with other values is refused, not mixed."""
+MDN_ONLY_FIELDS = (
+    "mixtures",
+    "mixture",
+    "rnn_sequences",
+    "nll_reduction",
+    "rnn_lr_decay",
+    "rnn_lr_min",
+)
+"""The fingerprint's options that only the MDN-RNN trains with (an RSSM run records none)."""
+RSSM_FIELDS = (
+    "stoch",
+    "mlp_units",
+    "stoch_dim",
+    "groups",
+    "classes",
+    "free_nats",
+    "kl_balance",
+    "overshooting",
+    "z_means",
+)
+"""The RSSM's own options, recorded only by `--memory rssm` runs (older runs keep their
+fingerprint)."""
 
 OUT_SETTINGS_FIELDS = (
     "vae_epochs",
@@ -231,8 +292,12 @@ OUT_SETTINGS_KEYS = {"max_steps": "max_episode_steps"}
 
 
 def bundle_settings(config: TrainConfig) -> dict[str, Any]:
-    """The options that only shape the bundle (recorded with it in progress.json)."""
-    return {OUT_SETTINGS_KEYS.get(k, k): getattr(config, k) for k in OUT_SETTINGS_FIELDS}
+    """The options that only shape the bundle (recorded with it in progress.json), and M's family
+    when it is not the MDN-RNN (so finished MDN-RNN runs stay up to date)."""
+    settings = {OUT_SETTINGS_KEYS.get(k, k): getattr(config, k) for k in OUT_SETTINGS_FIELDS}
+    if config.memory != "mdnrnn":
+        settings["memory"] = config.memory
+    return settings
 
 
 LOSS_OPTION_FIELDS = ("reward_overpay", "reward_sum_weight", "sampled_inputs")
@@ -247,13 +312,41 @@ def loss_options(config: TrainConfig, only_set: bool = False) -> dict[str, float
     return {k: v for k, v in values.items() if v != defaults[k]} if only_set else values
 
 
+MDN_ONLY_OPTIONS = (*MDN_ONLY_FIELDS, *LOSS_OPTION_FIELDS, "reward_events")
+"""Every option of the MDN-RNN alone: an RSSM run refuses them when set."""
+
+
+def run_options(config: TrainConfig) -> dict[str, Any]:
+    """The options that decide what is trained (the fingerprint's and the provenance's core).
+
+    An MDN-RNN run records `FINGERPRINT_FIELDS`, as runs always have; an RSSM run its memory, the
+    options both families train with, and its own (`RSSM_FIELDS`).
+    """
+    if config.memory == "mdnrnn":
+        return {f: getattr(config, f) for f in FINGERPRINT_FIELDS}
+    shared = {f: getattr(config, f) for f in FINGERPRINT_FIELDS if f not in MDN_ONLY_FIELDS}
+    return {"memory": config.memory, **shared, **{f: getattr(config, f) for f in RSSM_FIELDS}}
+
+
+def training_record(config: TrainConfig) -> dict[str, Any]:
+    """How M was trained, as the bundle's provenance records it (`run_options` and, for the
+    MDN-RNN, its loss options and reward events)."""
+    if config.memory != "mdnrnn":
+        return run_options(config)
+    return {**run_options(config), **loss_options(config), "reward_events": config.reward_events}
+
+
 EpochCallback = Callable[[str, int, dict[str, Any]], None]
 """`on_epoch(stage, epoch, record)`: called after each epoch of "vae" / "rnn" is committed."""
 
 
 def is_legacy_run(options: dict[str, Any] | None) -> bool:
     """Whether stored fingerprint options come from a run before per-dim M and episode training."""
-    return options is not None and "rnn_sequences" not in options
+    return (
+        options is not None
+        and "rnn_sequences" not in options
+        and options.get("memory", "mdnrnn") == "mdnrnn"
+    )
 
 
 def resolve_run_options(config: TrainConfig, stored: dict[str, Any] | None) -> TrainConfig:
@@ -263,18 +356,23 @@ def resolve_run_options(config: TrainConfig, stored: dict[str, Any] | None) -> T
     options existed (`stored`: its fingerprint options) gets what it trained with
     (`LEGACY_RUN_DEFAULTS`), so the same command continues it.
     A run started with other defaults than today's gets its stored values, so a changed default
-    never stops the same command from resuming.
+    never stops the same command from resuming. An RSSM run leaves the MDN-RNN's own options
+    unset (it always trains on whole episodes) and its MLPs default to `hidden` units.
     """
     defaults = LEGACY_RUN_DEFAULTS if is_legacy_run(stored) else NEW_RUN_DEFAULTS
     if stored is not None:
         defaults = {**defaults, **{k: stored[k] for k in defaults if stored.get(k) is not None}}
+    if config.memory != "mdnrnn":
+        defaults = {k: v for k, v in defaults.items() if k not in MDN_ONLY_FIELDS}
     values = {k: v for k, v in defaults.items() if getattr(config, k, None) is None}
     sequences = values.get("rnn_sequences", config.rnn_sequences)
     if config.seq_len is None:
-        values["seq_len"] = SEQ_LEN_DEFAULTS[sequences]
+        values["seq_len"] = SEQ_LEN_DEFAULTS[sequences or "episodes"]
         if stored is not None and stored.get("seq_len") is not None:
             if upgrade_stored_options(stored).get("rnn_sequences") == sequences:
                 values["seq_len"] = stored["seq_len"]
+    if config.memory == "rssm" and config.mlp_units is None:
+        values["mlp_units"] = config.hidden
     return replace(config, **values)
 
 
@@ -347,6 +445,41 @@ def check_config(config: TrainConfig) -> None:
         )
     if config.max_frames is not None and config.max_frames < 4:
         raise ValueError(f"--max-frames must be ≥ 4, got {config.max_frames}")
+    check_memory_options(config)
+
+
+def _flags(names: list[str]) -> str:
+    return ", ".join("--" + n.replace("_", "-") for n in names)
+
+
+def check_memory_options(config: TrainConfig) -> None:
+    """Refuse an unknown memory, another family's options, and impossible RSSM options."""
+    if config.memory not in MEMORY_KINDS:
+        raise ValueError(f"--memory must be one of {MEMORY_KINDS}, got {config.memory!r}")
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    own, other = (
+        ("rssm", RSSM_FIELDS) if config.memory == "mdnrnn" else ("mdnrnn", MDN_ONLY_OPTIONS)
+    )
+    wrong = [f for f in other if getattr(config, f) != defaults[f]]
+    if wrong:
+        raise ValueError(
+            f"{_flags(wrong)} {'is an option' if len(wrong) == 1 else 'are options'} of "
+            f"--memory {own}, not of --memory {config.memory}; pass --memory {own} or leave "
+            f"{'it' if len(wrong) == 1 else 'them'} out"
+        )
+    if config.stoch not in STOCH_KINDS:
+        raise ValueError(f"--stoch must be one of {STOCH_KINDS}, got {config.stoch!r}")
+    for name in ("mlp_units", "stoch_dim", "groups", "classes"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value}")
+    if not (math.isfinite(config.free_nats) and config.free_nats >= 0):
+        raise ValueError(f"--free-nats must be a finite number ≥ 0, got {config.free_nats}")
+    if not 0.0 <= config.kl_balance <= 1.0:
+        raise ValueError(f"--kl-balance must lie in [0, 1], got {config.kl_balance}")
+    over = config.overshooting
+    if isinstance(over, bool) or int(over) != over or over < 0:
+        raise ValueError(f"--overshooting must be an integer ≥ 0 (0: off), got {over}")
 
 
 def command_line(config: TrainConfig) -> str:

@@ -18,14 +18,10 @@ import torch
 
 from dreamgym import __version__
 from dreamgym.models.vae import VAEConfig
-from dreamgym.training.config import (
-    FINGERPRINT_FIELDS,
-    EpochCallback,
-    TrainConfig,
-    command_line,
-    loss_options,
-)
+from dreamgym.spaces import action_input_dim, action_space_from_dict
+from dreamgym.training.config import EpochCallback, TrainConfig, command_line, training_record
 from dreamgym.training.episodes import EpisodeData
+from dreamgym.training.mdn import auto_done_weight
 from dreamgym.training.workspace import Workspace
 
 
@@ -48,6 +44,8 @@ class TrainingRun:
     train_frames: np.ndarray = field(init=False)
     val_frames: np.ndarray = field(init=False)
     vae_config: VAEConfig = field(init=False)
+    action_dim: int = field(init=False)
+    """Width of M's action input (Box: its size; Discrete: n, one-hot)."""
 
     def __post_init__(self) -> None:
         self.manifest = self.manifests[0]
@@ -56,6 +54,14 @@ class TrainingRun:
         self.vae_config = VAEConfig(
             latent_dim=self.config.latent, kl_tolerance=self.config.kl_tolerance
         )
+        self.action_dim = action_input_dim(action_space_from_dict(self.manifest["action_space"]))
+
+    def done_weight(self) -> float:
+        """M's weight of done steps in its done loss (either family): `--done-weight`, or with 0
+        the training steps' non-done/done ratio (`auto_done_weight`)."""
+        if self.config.done_weight:
+            return float(self.config.done_weight)
+        return auto_done_weight(self.data.dones[self.data.step_indices(self.train_eps)])
 
     def provenance(
         self, metrics: dict[str, Any], initial_latents: int, wall: float
@@ -100,11 +106,7 @@ class TrainingRun:
                 "metrics": {"seconds": metrics["seconds"]},
             },
             "wall_seconds": wall,
-            "training": {
-                **{f: getattr(config, f) for f in FINGERPRINT_FIELDS},
-                **loss_options(config),
-                "reward_events": config.reward_events,
-            },
+            "training": training_record(config),  # an RSSM's names its "memory"
             "machine": machine_info(self.device),
             "dreamgym_version": __version__,
         }

@@ -193,6 +193,21 @@ def relative_change(a: float | None, b: float | None) -> float:
     return abs(a - b) / max(abs(a), 1e-12)
 
 
+def vae_held_out(
+    vae: ConvVAE, frames: np.ndarray, train_frames: np.ndarray, val_frames: np.ndarray
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """V's held-out metrics beside the mean frame's, and the same after a float16 round trip
+    (either memory's metrics start with these)."""
+    cpu = torch.device("cpu")
+    v_idx = val_frames[
+        np.linspace(0, len(val_frames) - 1, min(VAL_FRAMES_MAX, len(val_frames))).astype(int)
+    ]
+    vm = evaluate_vae(vae, frames, v_idx, cpu)
+    vm["frames"] = int(len(v_idx))
+    vm["baseline_mean_frame_mse"] = mean_frame_mse(frames, train_frames, v_idx)
+    return vm, evaluate_vae(roundtrip_float16(vae), frames, v_idx, cpu)
+
+
 def held_out_metrics(
     vae: ConvVAE,
     rnn: MDNRNN,
@@ -210,15 +225,8 @@ def held_out_metrics(
     `float16_check.lossless` says whether a float16 bundle predicts as well (no metric moves by
     more than FLOAT16_TOLERANCE, relative): what `--weights-dtype auto` decides by.
     """
-    cpu = torch.device("cpu")
-    v_idx = val_frames[
-        np.linspace(0, len(val_frames) - 1, min(VAL_FRAMES_MAX, len(val_frames))).astype(int)
-    ]
-    vm = evaluate_vae(vae, frames, v_idx, cpu)
-    vm["frames"] = int(len(v_idx))
-    vm["baseline_mean_frame_mse"] = mean_frame_mse(frames, train_frames, v_idx)
+    vm, vm16 = vae_held_out(vae, frames, train_frames, val_frames)
     rm = evaluate_rnn(rnn, latents, val_eps, stats, seed, mask_terminal_z)
-    vm16 = evaluate_vae(roundtrip_float16(vae), frames, v_idx, cpu)
     rm16 = evaluate_rnn(roundtrip_float16(rnn), latents, val_eps, stats, seed, mask_terminal_z)
     changes = {
         "vae_recon_mse": relative_change(vm["recon_mse"], vm16["recon_mse"]),

@@ -14,7 +14,8 @@ The three stages of World Models (Ha & Schmidhuber 2018, §3 and appendix A):
    of the NLL, and the learning rate decaying per step (`NEW_RUN_DEFAULTS`). `--mixture shared
    --rnn-sequences windows ...` trains as before; a run started before these options resumes
    with what it trained with (`resolve_run_options`). The done weight is stored in the bundle
-   and the dream divides it out of the odds again.
+   and the dream divides it out of the odds again. `--memory rssm` trains an RSSM (PlaNet,
+   Dreamer) in this stage instead: `training/rssm_stage.py`, its metrics too.
 
 Then held-out metrics on whole validation *episodes* (V's reconstruction error, M's NLL, reward
 error and done precision/recall, each next to a trivial baseline), the bundle (`World.save`), a
@@ -27,8 +28,8 @@ interruption — Ctrl-C or kill -9 — continues after the last committed epoch;
 skipped. Each epoch's sampling is seeded by (seed, stage, epoch), so a resumed run draws the same
 batches as an uninterrupted one. Raising `--vae-epochs` / `--rnn-epochs` later trains further (M's
 learning-rate schedule goes on from Adam's step count; more V epochs mean encoding again and a
-fresh M); any
-other change of options or data is refused, and `OUT/.train` can be deleted once the world is final.
+fresh M); any other change of options or data is refused, and `OUT/.train` can be deleted once
+the world is final.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ import torch
 from dreamgym.envs.dream import resolve_device
 from dreamgym.envs.real import DEFAULT_MAX_EPISODE_STEPS, ensure_registered
 from dreamgym.models.mdnrnn import MDNRNN, MDNRNNConfig
+from dreamgym.models.rssm import RSSM
 from dreamgym.models.vae import ConvVAE
 from dreamgym.preprocessing import FramePreprocessing
-from dreamgym.spaces import action_input_dim, action_space_from_dict
+from dreamgym.spaces import action_space_from_dict
 from dreamgym.training.card import model_card
 from dreamgym.training.config import (
     EpochCallback,
@@ -67,7 +69,6 @@ from dreamgym.training.epochs import run_epochs
 from dreamgym.training.mdn import (
     LatentEpisodes,
     LRSchedule,
-    auto_done_weight,
     count_rnn_batches,
     init_rnn_heads,
     reward_event_options,
@@ -75,6 +76,7 @@ from dreamgym.training.mdn import (
 )
 from dreamgym.training.metrics import evaluate_rnn, held_out_metrics, latent_stats
 from dreamgym.training.report import write_reports
+from dreamgym.training.rssm_stage import rssm_held_out_metrics, train_rssm_stage
 from dreamgym.training.vae import (
     encode_frames,
     evaluate_vae,
@@ -170,7 +172,10 @@ def _train_stages(run: TrainingRun, vae_from: ConvVAE | None) -> World:
     latents = LatentEpisodes.from_arrays(
         mu, logvar, d.actions, d.rewards, d.dones, d.lengths, run.device
     )
-    rnn, stats = _train_rnn(run, latents)
+    if run.config.memory == "rssm":  # M's stage with an RSSM (training/rssm_stage.py)
+        rnn, stats = train_rssm_stage(run, latents), latent_stats(latents, run.train_eps)
+    else:
+        rnn, stats = _train_rnn(run, latents)
 
     # Held-out metrics and the bundle use CPU copies (float32, and a float16 round trip).
     cpu = torch.device("cpu")
@@ -191,14 +196,15 @@ def _train_stages(run: TrainingRun, vae_from: ConvVAE | None) -> World:
 def _finished_world(
     ws: Workspace, progress: dict[str, Any] | None, config: TrainConfig
 ) -> World | None:
-    """The bundle in OUT if this very run already wrote it (and it loads); else None."""
+    """The bundle in OUT if this very run already wrote it (and it loads, with this memory)."""
     if (
         progress is not None
         and (progress.get("bundle") or {}).get("settings") == bundle_settings(config)
         and (ws.out / CONFIG_FILE).is_file()
     ):
         with contextlib.suppress(Exception):
-            return World.load(ws.out)
+            world = World.load(ws.out)
+            return world if world.memory_kind == config.memory else None
     return None
 
 
@@ -318,17 +324,12 @@ def _new_rnn(run: TrainingRun) -> MDNRNN:
     """M as the run's options say, seeded, its reward and done heads started at the base rates."""
     config, data = run.config, run.data
     train_steps = data.step_indices(run.train_eps)
-    done_weight = (
-        float(config.done_weight)
-        if config.done_weight
-        else auto_done_weight(data.dones[train_steps])  # 0: automatic
-    )
     rnn_config = MDNRNNConfig(
         latent_dim=config.latent,
-        action_dim=action_input_dim(action_space_from_dict(run.manifest["action_space"])),
+        action_dim=run.action_dim,
         hidden_dim=config.hidden,
         n_mixtures=config.mixtures,
-        done_pos_weight=done_weight,
+        done_pos_weight=run.done_weight(),
         mixture=config.mixture,
         **reward_event_options(data.rewards[train_steps], config.reward_events),
     )
@@ -408,7 +409,7 @@ def _train_rnn(run: TrainingRun, latents: LatentEpisodes) -> tuple[MDNRNN, dict[
 def _metrics(
     run: TrainingRun,
     vae: ConvVAE,
-    rnn: MDNRNN,
+    rnn: MDNRNN | RSSM,
     latents: LatentEpisodes,
     stats: dict[str, Any],
 ) -> dict[str, Any]:
@@ -417,18 +418,21 @@ def _metrics(
     if progress.get("metrics"):
         return progress["metrics"]
     start = time.perf_counter()
-    metrics = held_out_metrics(
-        vae,
-        rnn,
-        run.data.frames,
-        run.train_frames,
-        run.val_frames,
-        latents,
-        run.val_eps,
-        stats,
-        run.config.seed,
-        run.config.mask_terminal_z,
-    )
+    if isinstance(rnn, RSSM):
+        metrics = rssm_held_out_metrics(run, vae, rnn, latents, stats)
+    else:
+        metrics = held_out_metrics(
+            vae,
+            rnn,
+            run.data.frames,
+            run.train_frames,
+            run.val_frames,
+            latents,
+            run.val_eps,
+            stats,
+            run.config.seed,
+            run.config.mask_terminal_z,
+        )
     metrics["train_final"] = {
         stage: progress[stage]["history"][-1] if progress[stage]["history"] else None
         for stage in ("vae", "rnn")
@@ -442,7 +446,7 @@ def _metrics(
 def _write_bundle(
     run: TrainingRun,
     vae: ConvVAE,
-    rnn: MDNRNN,
+    rnn: MDNRNN | RSSM,
     latents: LatentEpisodes,
     metrics: dict[str, Any],
 ) -> World:
@@ -468,7 +472,7 @@ def _write_bundle(
             name=config.name or out.resolve().name,
         )
     world.vae.load_state_dict(vae.state_dict())
-    world.mdnrnn.load_state_dict(rnn.state_dict())
+    world.memory_net.load_state_dict(rnn.state_dict())
     first = run.data.frame_start[run.train_eps]
     if len(first) > MAX_INITIAL_LATENTS:
         first = first[np.linspace(0, len(first) - 1, MAX_INITIAL_LATENTS).astype(int)]

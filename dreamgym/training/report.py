@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from dreamgym.models.mdnrnn import mdn_mean, sample_mdn
+from dreamgym.models.memory import memory_of
 from dreamgym.models.vae import ConvVAE
 from dreamgym.training.config import SEED_REPORT
 from dreamgym.training.mdn import LatentEpisodes
@@ -91,10 +91,14 @@ def save_dream_rollout(
 ) -> Path:
     """Open-loop dream from a real start with the recorded actions, next to the real frames.
 
-    Rows: the real episode, V's reconstruction of it, M's rollout sampled at τ, and M's rollout
-    following the mixture mean Σ π_k μ_k (per dim for a per-dim M); every k-th step, ~REPORT_COLUMNS columns.
+    Rows: the real episode, V's reconstruction of it, M's rollout sampled at τ, and its rollout
+    at τ = 0 (the MDN-RNN: the mixture mean Σ π_k μ_k, per dim for a per-dim M; the RSSM: its
+    prior's mean or mode); every k-th step, ~REPORT_COLUMNS columns. M is read through the
+    memory seam (`memory_of`), so either family draws its rows.
     """
-    vae, rnn = world.vae.eval().cpu(), world.mdnrnn.eval().cpu()
+    vae = world.vae.eval().cpu()
+    world.memory_net.eval().cpu()
+    memory = memory_of(world)
     f0, s0 = int(data.frame_start[episode]), int(data.step_start[episode])
     steps = int(data.lengths[episode])
     every = max(1, math.ceil(steps / (REPORT_COLUMNS - 1)))
@@ -105,15 +109,13 @@ def save_dream_rollout(
     actions = data.actions[s0 : s0 + steps].cpu()
     z0 = data.mu[f0 : f0 + 1].cpu()
     dreams = {}
-    for mode in ("sample", "mean"):
-        z, state, zs = z0, rnn.initial_state(1), [z0]
+    for mode, tau in (("sample", temperature), ("mean", 0.0)):
+        first = torch.zeros(1, memory.action_dim)  # no action leads into an episode's first frame
+        state, zs = memory.observe(memory.initial_state(1, "cpu"), z0, first), [z0]
         for t in range(steps):
-            out, state = rnn.step(z, actions[t : t + 1], state)
-            if mode == "sample":
-                z = sample_mdn(out.logpi, out.mu, out.logsigma, temperature, gen)
-            else:
-                z = mdn_mean(out.logpi, out.mu)
-            zs.append(z)
+            step = memory.imagine(state, actions[t : t + 1], tau, gen)
+            state = step.state
+            zs.append(step.z)
         dreams[mode] = vae.decode_uint8(torch.cat(zs)[cols]).numpy()
     real = frames[f0 + np.array(cols)]
     recon = vae.decode_uint8(data.mu[f0 + np.array(cols)].cpu()).numpy()

@@ -22,10 +22,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from dreamgym.training.config import (
-    FINGERPRINT_FIELDS,
     TrainConfig,
     TrainingStateError,
     loss_options,
+    run_options,
     upgrade_stored_options,
 )
 from dreamgym.utils.files import atomic_save_safetensors, atomic_write_json, sha256_bytes
@@ -174,7 +174,7 @@ def fingerprint(
 ) -> dict[str, Any]:
     """What progress.json records of the run: its training options and its exact data."""
     shards = "".join(f"{entry['file']}:{entry['sha256']}:{steps};" for entry, steps in selected)
-    options = {f: getattr(config, f) for f in FINGERPRINT_FIELDS}
+    options = run_options(config)  # an RSSM run adds its memory and its own options
     if vae_from_sha256 is not None:  # only when set, so runs without it keep their fingerprint
         options["vae_from"] = vae_from_sha256
     # likewise: runs from before these options resume unchanged
@@ -200,8 +200,11 @@ def check_fingerprint(ws: Workspace, old: dict[str, Any], new: dict[str, Any]) -
     """
     diffs = []
     stored = upgrade_stored_options(old["options"])
+    memory = (stored.get("memory", "mdnrnn"), new["options"].get("memory", "mdnrnn"))
+    if memory[0] != memory[1]:  # then its options differ too: name the family alone
+        diffs.append(f"--memory {memory[0]} (this run: {memory[1]})")
     for k, v in new["options"].items():
-        if stored.get(k) != v:
+        if stored.get(k) != v and memory[0] == memory[1]:
             diffs.append(f"--{k.replace('_', '-')} {stored.get(k)} (this run: {v})")
     od, nd = old["data"], new["data"]
     if od != nd:
