@@ -17,6 +17,7 @@ import torch
 from dreamgym.envs.dream import DreamVectorEnv, observation_space_for
 from dreamgym.envs.real import make_real_env
 from dreamgym.models.mdnrnn import MDNRNNConfig
+from dreamgym.models.rssm import RSSMConfig
 from dreamgym.models.vae import VAEConfig
 from dreamgym.preprocessing import FramePreprocessing, preprocessing_for
 from dreamgym.spaces import action_input_dim
@@ -286,3 +287,40 @@ def test_default_z_is_a_seeded_posterior_sample(car_world: World) -> None:
             WorldModelObservation(make_real_env(CAR), car_world, z_mode="median")
     finally:
         env.close()
+
+
+@torch.no_grad()
+def test_rssm_world_tracks_real_frames_with_its_posterior_mean() -> None:
+    """An RSSM world's wrapper: the dream's observation space, obs = [V's mu, features of the
+    posterior's mean state] frame by frame, and a reset starts the state afresh."""
+    env = make_real_env(DOOM)
+    try:
+        space, obs_space = env.action_space, env.observation_space
+    finally:
+        env.close()
+    world = World.build(
+        DOOM, space, preprocessing_for(DOOM, obs_space), vae_config=VAEConfig(latent_dim=LATENT),
+        rnn_config=RSSMConfig(latent_dim=LATENT, action_dim=3, deter_dim=16, hidden_dim=16,
+                              stoch="categorical", groups=3, classes=4),
+        max_episode_steps=50, seed=1,
+    )  # fmt: skip
+    raw = RawObs(make_real_env(DOOM))
+    wrapped = WorldModelObservation(raw, world, obs_mode="zh", z_mode="mean")
+    assert wrapped.observation_space == observation_space_for(world, "zh")
+    rssm = world.rssm
+    try:
+        first, _ = wrapped.reset(seed=5)
+        z = mean_z(world, raw.last)
+        state = rssm.observe(rssm.initial_state(1), z, torch.zeros(1, 3), sample=False)
+        np.testing.assert_allclose(first[LATENT:], rssm.features(state)[0].numpy(), atol=1e-6)
+        for action in (1, 2, 0):
+            obs, *_ = wrapped.step(action)
+            a = torch.nn.functional.one_hot(torch.tensor([action]), 3).float()
+            z = mean_z(world, raw.last)
+            state = rssm.observe(state, z, a, sample=False)
+            np.testing.assert_allclose(obs[:LATENT], z[0].numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(obs[LATENT:], rssm.features(state)[0].numpy(), atol=1e-5)
+        again, _ = wrapped.reset(seed=5)  # the state restarts with the episode
+        np.testing.assert_allclose(again, first, atol=1e-6)
+    finally:
+        wrapped.close()
