@@ -168,3 +168,39 @@ dreamgym controller --world doom_takecover --members $M12 --generations 20 --pop
   --temperature 0.1 --threads 1 --seed 0 --out $D/runs/ens3-mix --no-progress
 dreamgym controller --world doom_takecover --members $M12 --uncertainty-halt 0.1403 --generations 20 \
   --popsize 32 --rollouts 16 --temperature 0.1 --threads 1 --seed 0 --out $D/runs/ens3-halt --no-progress
+# 2026-12-04: the RSSM beside the shipped MDN-RNN, on the same data and V (docs/memories.md).
+# Each world: train (the MDN-RNN's held-out split), calibrate on its own data, diagnose with the
+# MDN-RNN world's real returns reused (same seeds), a controller with the shipped recipe at the
+# world's τ, its dream score and 100 real episodes on seeds 170000+ (the shipped controller's
+# 694.8 ± 366.8 there). Open-loop z error of the shipped M: experiments/rssm_openloop.py.
+dreamgym diagnose --world doom_takecover --seed 190000 --episodes 50 --workers 1 --data $DATA \
+  --out $D/diag/mdn --json --no-progress
+dreamgym diagnose --world doom_takecover --seed 190000 --episodes 50 --workers 1 \
+  --real-from $D/diag/mdn --out $D/diag/mdn-fresh --json --no-progress     # teacher: fresh episodes
+for stoch in gaussian categorical; do
+  W=$D/worlds/doom-rssm-$stoch
+  dreamgym train --data $DATA --out $W --memory rssm --stoch $stoch --z-means --vae-from doom_takecover \
+    --vae-epochs 0 --latent 64 --hidden 256 --rnn-epochs 20 --seq-len 50 --rnn-batch 32 --done-weight 10.0 \
+    --mask-terminal-z --temperature 1.0 --threads 1 --name doom-rssm-$stoch --no-progress
+  dreamgym calibrate --world $W --data $DATA --temperature 1.0 --no-progress
+  dreamgym diagnose --world $W --seed 190000 --episodes 50 --workers 1 --real-from $D/diag/mdn \
+    --out $D/diag/rssm-$stoch --json --no-progress
+  dreamgym controller --world $W --generations 20 --popsize 32 --rollouts 16 --temperature 1.0 \
+    --threads 1 --seed 0 --out $D/runs/rssm-$stoch-ctrl --no-progress
+  dreamgym evaluate --world $W --policy $D/runs/rssm-$stoch-ctrl --dream --episodes 256 --seed 120000 --json
+  dreamgym evaluate --world $W --policy $D/runs/rssm-$stoch-ctrl --real --episodes 100 --seed 170000 \
+    --workers 1 --json
+done
+# the Gaussian RSSM calibrated and searched at τ 0.5 (a copy of its bundle)
+W=$D/worlds/doom-rssm-gaussian-t05
+rm -rf $W && cp -r $D/worlds/doom-rssm-gaussian $W && rm -rf $W/.train
+dreamgym calibrate --world $W --data $DATA --temperature 0.5 --no-progress
+dreamgym controller --world $W --generations 20 --popsize 32 --rollouts 16 --temperature 0.5 \
+  --threads 1 --seed 0 --out $D/runs/rssm-gaussian-t05-ctrl --no-progress
+dreamgym evaluate --world $W --policy $D/runs/rssm-gaussian-t05-ctrl --dream --episodes 256 --seed 120000 --json
+dreamgym evaluate --world $W --policy $D/runs/rssm-gaussian-t05-ctrl --real --episodes 100 --seed 170000 \
+  --workers 1 --json
+dreamgym diagnose --world $W --seed 190000 --episodes 50 --workers 1 --real-from $D/diag/mdn --no-teacher \
+  --out $D/diag/rssm-gaussian-t05 --json --no-progress
+python benchmarks/memory_throughput.py --worlds doom_takecover $D/worlds/doom-rssm-gaussian \
+  --num-envs 256,1024 --threads 1
