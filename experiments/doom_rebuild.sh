@@ -191,16 +191,5 @@ for stoch in gaussian categorical; do
   dreamgym evaluate --world $W --policy $D/runs/rssm-$stoch-ctrl --real --episodes 100 --seed 170000 \
     --workers 1 --json
 done
-# the Gaussian RSSM calibrated and searched at τ 0.5 (a copy of its bundle)
-W=$D/worlds/doom-rssm-gaussian-t05
-rm -rf $W && cp -r $D/worlds/doom-rssm-gaussian $W && rm -rf $W/.train
-dreamgym calibrate --world $W --data $DATA --temperature 0.5 --no-progress
-dreamgym controller --world $W --generations 20 --popsize 32 --rollouts 16 --temperature 0.5 \
-  --threads 1 --seed 0 --out $D/runs/rssm-gaussian-t05-ctrl --no-progress
-dreamgym evaluate --world $W --policy $D/runs/rssm-gaussian-t05-ctrl --dream --episodes 256 --seed 120000 --json
-dreamgym evaluate --world $W --policy $D/runs/rssm-gaussian-t05-ctrl --real --episodes 100 --seed 170000 \
-  --workers 1 --json
-dreamgym diagnose --world $W --seed 190000 --episodes 50 --workers 1 --real-from $D/diag/mdn --no-teacher \
-  --out $D/diag/rssm-gaussian-t05 --json --no-progress
 python benchmarks/memory_throughput.py --worlds doom_takecover $D/worlds/doom-rssm-gaussian \
   --num-envs 256,1024 --threads 1
