@@ -104,7 +104,9 @@ def test_train_carracing_then_step_the_dream(car_data: Path, tmp_path: Path) -> 
     assert world.config["mdnrnn"]["done_pos_weight"] == 10.0
     training = world.config["provenance"]["training"]
     assert training["rnn_sequences"] == "episodes" and training["nll_reduction"] == "sum"
-    assert training["mask_terminal_z"] is True and training["rnn_lr_decay"] == 0.99999
+    assert training["mask_terminal_z"] is True and training["rnn_lr_decay"] == pytest.approx(
+        0.99999
+    )
     card = (out / "MODEL_CARD.md").read_text()
     assert "per latent dim" in card and "whole episodes in 16-step chunks" in card
     env = gym.make("DreamEnv-v0", world=str(out))

@@ -7,7 +7,7 @@ from V's posterior under a fixed seed; V by its reconstruction error from z = mu
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,28 @@ VAL_FRAMES_MAX = 4096
 """V's held-out metrics use at most this many validation frames (evenly spaced)."""
 FLOAT16_TOLERANCE = 0.01
 """weights_dtype="auto" keeps float16 if no held-out metric moves by more than 1 % (relative)."""
+
+
+def eval_generator(data: LatentEpisodes, seed: int) -> torch.Generator:
+    """The held-out metrics' generator (z drawn from V's posterior, a memory's own draws): fixed
+    by the run's seed, apart from training's streams."""
+    return torch.Generator(device=data.mu.device).manual_seed(
+        int(np.random.default_rng([seed, SEED_EVAL]).integers(2**62))
+    )
+
+
+def held_out_batches(
+    data: LatentEpisodes, episodes: np.ndarray, gen: torch.Generator
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Whole held-out episodes, shortest first, EVAL_EPISODES_PER_BATCH at a time, as `rnn_batch`
+    gives them (z_in, actions, z_tgt, rewards, dones, mask), their z drawn with `gen`."""
+    order = np.asarray(episodes)[np.argsort(data.lengths[episodes], kind="stable")]
+    for i in range(0, len(order), EVAL_EPISODES_PER_BATCH):
+        eps = order[i : i + EVAL_EPISODES_PER_BATCH]
+        eps = eps[data.lengths[eps] > 0]
+        if len(eps):
+            windows = np.stack([eps, np.zeros_like(eps), data.lengths[eps]], axis=1)
+            yield rnn_batch(data, windows, gen)
 
 
 def _mean_of(fn: Callable[[torch.Tensor], torch.Tensor], idx: np.ndarray) -> np.ndarray:
@@ -128,20 +150,11 @@ def evaluate_rnn(
     with an event head, the same metrics for its events (`reward_events`).
     """
     rnn.eval()
-    gen = torch.Generator(device=data.mu.device).manual_seed(
-        int(np.random.default_rng([seed, SEED_EVAL]).integers(2**62))
-    )
-    order = np.asarray(episodes)[np.argsort(data.lengths[episodes], kind="stable")]
+    gen = eval_generator(data, seed)
     nll, static, copy, r_true, r_pred, d_true, p_done = [], [], [], [], [], [], []
     p_event: list[np.ndarray] = []
     e_true: list[np.ndarray] = []
-    for i in range(0, len(order), EVAL_EPISODES_PER_BATCH):
-        eps = order[i : i + EVAL_EPISODES_PER_BATCH]
-        eps = eps[data.lengths[eps] > 0]
-        if len(eps) == 0:
-            continue
-        windows = np.stack([eps, np.zeros_like(eps), data.lengths[eps]], axis=1)
-        z_in, actions, z_tgt, rewards, dones, mask = rnn_batch(data, windows, gen)
+    for z_in, actions, z_tgt, rewards, dones, mask in held_out_batches(data, episodes, gen):
         out, _ = rnn(z_in, actions)
         m = mask.cpu().numpy()
         zm = m & (dones.cpu().numpy() < 0.5) if mask_terminal_z else m

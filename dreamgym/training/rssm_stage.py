@@ -24,14 +24,15 @@ import torch
 
 from dreamgym.models.rssm import RSSM, RSSMConfig
 from dreamgym.models.vae import ConvVAE
-from dreamgym.training.config import SEED_EVAL, TrainConfig
+from dreamgym.training.config import TrainConfig
 from dreamgym.training.context import TrainingRun
 from dreamgym.training.epochs import run_epochs
-from dreamgym.training.mdn import LatentEpisodes, count_rnn_batches, rnn_batch
+from dreamgym.training.mdn import LatentEpisodes, count_rnn_batches
 from dreamgym.training.metrics import (
-    EVAL_EPISODES_PER_BATCH,
     FLOAT16_TOLERANCE,
     done_metrics,
+    eval_generator,
+    held_out_batches,
     relative_change,
     roundtrip_float16,
     vae_held_out,
@@ -149,18 +150,9 @@ def evaluate_rssm_heads(
     done metrics at the dream's probability (training weight undone)."""
     model.eval()
     data = means_only(data) if train.z_means else data
-    gen = torch.Generator(device=data.mu.device).manual_seed(
-        int(np.random.default_rng([train.seed, SEED_EVAL]).integers(2**62))
-    )
-    order = np.asarray(episodes)[np.argsort(data.lengths[episodes], kind="stable")]
+    gen = eval_generator(data, train.seed)
     r_true, r_pred, d_true, p_done = [], [], [], []
-    for i in range(0, len(order), EVAL_EPISODES_PER_BATCH):
-        eps = order[i : i + EVAL_EPISODES_PER_BATCH]
-        eps = eps[data.lengths[eps] > 0]
-        if len(eps) == 0:
-            continue
-        windows = np.stack([eps, np.zeros_like(eps), data.lengths[eps]], axis=1)
-        z_in, actions, z_tgt, rewards, dones, mask = rnn_batch(data, windows, gen)
+    for z_in, actions, z_tgt, rewards, dones, mask in held_out_batches(data, episodes, gen):
         resets = torch.zeros_like(mask)
         resets[:, 0] = True
         post = model.observe_sequence(None, z_in, z_tgt, actions, resets, gen)
