@@ -7,11 +7,14 @@ every frame once with the world's V (`encode_frames`, as `dreamgym train --vae-f
 frames to check it came from this V), trains an RSSM per `--stoch` kind on the world's training
 episodes, and reports the RMSE of z at k = 1, 10, 50 steps of open loop on the world's held-out
 episodes (its provenance's `val_indices`, which neither memory has seen) for the world's M, each
-RSSM, and the copy-last-z baseline; with the RSSMs' training wall time.
+RSSM, the memories of the `--compare` worlds (trained on the same data and V, either family) and
+the copy-last-z baseline; with each memory's training wall time.
 
 usage: python experiments/rssm_openloop.py --data DATA/doom-random DATA/doom-const0 \\
            DATA/doom-const1 DATA/doom-const2 --world doom_takecover --latents DATA/latents.st \\
            --epochs 5 --stoch gaussian categorical --out rssm-openloop
+       python experiments/rssm_openloop.py --data DATA/car-a DATA/car-b --world WORLDS/car-mdn \\
+           --compare WORLDS/car-rssm-gaussian --stoch
 """
 
 from __future__ import annotations
@@ -42,7 +45,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", nargs="+", required=True, help="the world's datasets, in its order")
     p.add_argument("--world", default="doom_takecover", help="bundled name or directory")
     p.add_argument("--latents", help="cache of V's (mu, logvar) per frame (safetensors)")
-    p.add_argument("--stoch", nargs="+", default=["gaussian"], choices=STOCH_KINDS)
+    p.add_argument(
+        "--stoch", nargs="*", default=["gaussian"], choices=STOCH_KINDS,
+        help="RSSMs to train here (none: score the worlds' memories alone)",
+    )  # fmt: skip
+    p.add_argument(
+        "--compare", nargs="*", default=[],
+        help="more worlds on the same V and data (either memory), scored on the same windows",
+    )  # fmt: skip
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch", type=int, default=32, help="rows of episodes per batch")
     p.add_argument("--seq-len", type=int, default=50)
@@ -150,13 +160,21 @@ def main(argv: list[str] | None = None) -> None:
         train_eps = train_eps[: args.train_episodes]
     results: dict = {"args": vars(args), "memories": {}}
     t0 = time.perf_counter()
-    report = openloop_error(world.mdnrnn, latents, val_eps, ol)
+    report = openloop_error(world.memory_net, latents, val_eps, ol)
     results["windows"] = report.windows
     results["copy_last"] = report.copy_last
-    results["memories"]["mdnrnn (shipped)"] = {
+    results["memories"][f"{world.memory_kind} ({world.name})"] = {
         **report.to_dict(), "train_seconds": world.config["provenance"]["stages"]["rnn"]["seconds"],
         "eval_seconds": time.perf_counter() - t0,
     }  # fmt: skip
+    for path in args.compare:
+        other = World.load(path, device="cpu")
+        t0 = time.perf_counter()
+        report = openloop_error(other.memory_net, latents, val_eps, ol)
+        results["memories"][f"{other.memory_kind} ({other.name})"] = {
+            **report.to_dict(), "eval_seconds": time.perf_counter() - t0,
+            "train_seconds": other.config["provenance"]["stages"]["rnn"]["seconds"],
+        }  # fmt: skip
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
