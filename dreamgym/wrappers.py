@@ -10,8 +10,9 @@ sees [z, h] in both places (or [z, c, h], c the LSTM's cell state, for `obs_mode
 Conventions match the dream exactly (`dreamgym.envs.dream.DreamVectorEnv`):
 
 - a frame is preprocessed by the world's own `FramePreprocessing` (the one its data was
-  collected with) and encoded by V into z ~ N(mu, σ²), as the dream's z are samples
-  (`z_mode="mean"` gives z = mu; see `Z_MODES`);
+  collected with) and encoded by V into z the way the world's memory dreams z (`Z_MODES`):
+  z ~ N(mu, σ²) for the MDN-RNN, whose dream z are mixture draws; z = mu for the RSSM, whose
+  dream z are its decoder's means;
 - at reset h_0 = c_0 = 0; after the action a_t, M's LSTM consumes (z_t, a_t), the encoded action
   being what the dream feeds M (Box clipped to the bounds, Discrete one-hot:
   `spaces.encode_actions_tensor`), so the observation after a step is [z_{t+1}, h_{t+1}];
@@ -35,11 +36,13 @@ from dreamgym.spaces import check_actions, encode_actions_tensor, same_action_sp
 from dreamgym.world import World
 
 Z_MODES = ("sample", "mean")
-"""How a real frame becomes z. "sample" (default): z ~ N(mu, σ²) from V's posterior, the
-distribution M was trained on and the dream samples from (the paper's code encodes real frames
-the same way). "mean": z = mu. Measured on the TakeCover world: dims V leaves unused have
-mu ≈ 0, σ ≈ 1, so mean z has std 0.41 where dream z has 0.90, and a dream-trained controller
-sees inputs it never met (it collapsed to one action in reality)."""
+"""How a real frame becomes z; the default (None) is the world memory's `real_z`, the mode that
+looks like its dream's z. "sample": z ~ N(mu, σ²) from V's posterior, the distribution an
+MDN-RNN was trained on and its dream samples from (the paper's code encodes real frames the
+same way). "mean": z = mu, as an RSSM's dream z are its decoder's means. The wrong mode shows
+an agent inputs it never met: on TakeCover, dims V leaves unused have mu ≈ 0, σ ≈ 1, so mean z
+has std 0.41 where an MDN-RNN's dream z has 0.90 (a dream-trained controller collapsed to one
+action in reality); on CarRacing, RSSM controllers fed sampled z scored −57 real for 547 dreamed."""
 
 
 class WorldModelMismatchError(ValueError):
@@ -86,7 +89,7 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
         check_env_id: bool = True,
-        z_mode: str = "sample",
+        z_mode: str | None = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self,
@@ -186,10 +189,12 @@ class LatentTracker:
     """
 
     def __init__(
-        self, world: World, device: torch.device | str = "cpu", z_mode: str = "sample"
+        self, world: World, device: torch.device | str = "cpu", z_mode: str | None = None
     ) -> None:
+        self.memory = memory_of(world)
+        z_mode = self.memory.real_z if z_mode is None else z_mode
         if z_mode not in Z_MODES:
-            raise ValueError(f"z_mode must be one of {Z_MODES}, got {z_mode!r}")
+            raise ValueError(f"z_mode must be one of {Z_MODES} or None, got {z_mode!r}")
         self.world = world
         self.device = torch.device(device)
         self.z_mode = z_mode
@@ -200,7 +205,6 @@ class LatentTracker:
         if not self._discrete:
             self._low = torch.as_tensor(self._space.low, device=self.device)
             self._high = torch.as_tensor(self._space.high, device=self.device)
-        self.memory = memory_of(world)
         self._z = torch.zeros(1, world.latent_dim, device=self.device)
         self._state = self.memory.initial_state(1, self.device)
         self._action: torch.Tensor | None = None

@@ -268,9 +268,11 @@ def test_gymnasium_check_env_and_spec_remake(tmp_path: Any, car_world: World) ->
 
 
 def test_default_z_is_a_seeded_posterior_sample(car_world: World) -> None:
-    """z_mode="sample" (default): z ~ N(mu, σ²) like the dream's z; same seed, same z."""
+    """An MDN-RNN world's default z_mode, "sample": z ~ N(mu, σ²) like its dream's z; same seed,
+    same z."""
     raw = RawObs(make_real_env(CAR))
     env = WorldModelObservation(raw, car_world, obs_mode="z")
+    assert env.tracker.z_mode == "sample"  # an MDN-RNN world: its dream's z are mixture draws
     try:
         first, _ = env.reset(seed=5)
         again, _ = env.reset(seed=5)
@@ -291,8 +293,9 @@ def test_default_z_is_a_seeded_posterior_sample(car_world: World) -> None:
 
 @torch.no_grad()
 def test_rssm_world_tracks_real_frames_with_its_posterior_mean() -> None:
-    """An RSSM world's wrapper: the dream's observation space, obs = [V's mu, features of the
-    posterior's mean state] frame by frame, and a reset starts the state afresh."""
+    """An RSSM world's wrapper: the dream's observation space, obs = [V's mu (by default: its
+    dream's z are the decoder's means), features of the posterior's mean state] frame by frame,
+    and a reset starts the state afresh."""
     env = make_real_env(DOOM)
     try:
         space, obs_space = env.action_space, env.observation_space
@@ -305,7 +308,8 @@ def test_rssm_world_tracks_real_frames_with_its_posterior_mean() -> None:
         max_episode_steps=50, seed=1,
     )  # fmt: skip
     raw = RawObs(make_real_env(DOOM))
-    wrapped = WorldModelObservation(raw, world, obs_mode="zh", z_mode="mean")
+    wrapped = WorldModelObservation(raw, world, obs_mode="zh")  # z = mu: the RSSM dreams means
+    assert wrapped.tracker.z_mode == "mean"
     assert wrapped.observation_space == observation_space_for(world, "zh")
     rssm = world.rssm
     try:

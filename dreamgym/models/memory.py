@@ -68,6 +68,11 @@ class Memory(Protocol):
     kind: str
     """"mdnrnn" or "rssm": which family, so the dream core knows which kernel steps it."""
 
+    real_z: str
+    """How the real-env tracker turns a frame into z so that it looks like the dream's z:
+    "sample" (the MDN-RNN dreams z drawn from its mixture) or "mean" (the RSSM dreams its z
+    decoder's mean); `dreamgym.wrappers.Z_MODES`."""
+
     @property
     def latent_dim(self) -> int:
         """Size of z (V's)."""
@@ -116,6 +121,7 @@ class MDNRNNMemory:
     """The MDN-RNN (`dreamgym.models.mdnrnn`) as a `Memory`; its numbers are M's own."""
 
     kind = "mdnrnn"
+    real_z = "sample"
 
     def __init__(self, rnn: MDNRNN) -> None:
         self.rnn = rnn
@@ -194,6 +200,7 @@ class RSSMMemory:
     """
 
     kind = "rssm"
+    real_z = "mean"
 
     def __init__(self, rssm: RSSM, sample_posterior: bool = True) -> None:
         self.rssm = rssm
