@@ -75,10 +75,11 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ## Arguments
     `env` (the real env), `world` (a `World`, a bundle directory or a bundled name), `obs_mode`,
     `device` ("cpu" by default: one frame per step gains nothing from a GPU), `max_episode_steps`,
-    `check_env_id` (compare `env.spec.id` with the world's env id; on by default).
+    `check_env_id` (compare `env.spec.id` with the world's env id; on by default), `z_mode`
+    (`Z_MODES`; default: the one the world's memory dreams, `Memory.real_z`).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; `z_mode` defaults to the world memory's (an RSSM world: V's mean).
     """
 
     def __init__(
