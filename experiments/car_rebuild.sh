@@ -250,3 +250,43 @@ done
 for w in s13-cov-d1 s13-fixdream-d1 car-s13-ss0.5 car-s13-ss1.0; do
   dreamgym diagnose --world $D/worlds/$w $DREAMS --out $D/diagnose/$w
 done
+# --- 2026-12-04: the RSSM beside the MDN-RNN (docs/memories.md), on a data set of its own and the
+# bundled V: 120 coverage episodes and 9 of the bundled controller (that collection was stopped).
+dreamgym collect --env CarRacing-v3 --episodes 120 --policy coverage --seed 300000 --workers 1 \
+  --out $D/car-coverage120 --no-progress
+dreamgym collect --env CarRacing-v3 --episodes 9 --policy dreamgym/worlds/carracing --world carracing \
+  --seed 310000 --workers 1 --out $D/car-onpolicy9 --no-progress
+CDATA="$D/car-coverage120 $D/car-onpolicy9"
+dreamgym train --data $CDATA --out $D/worlds/car-mdn --vae-from carracing --vae-epochs 0 --rnn-epochs 20 \
+  --mixture per_dim --rnn-sequences episodes --seq-len 100 --nll-reduction sum --mask-terminal-z \
+  --done-weight 10.0 --reward-weight 10.0 --temperature 1.0 --threads 1 --name car-mdn --no-progress
+dreamgym train --data $CDATA --out $D/worlds/car-rssm-gaussian --memory rssm --stoch gaussian --z-means \
+  --vae-from carracing --vae-epochs 0 --rnn-epochs 20 --hidden 256 --seq-len 50 --rnn-batch 32 \
+  --mask-terminal-z --done-weight 10.0 --reward-weight 10.0 --temperature 1.0 --threads 1 \
+  --name car-rssm-gaussian --no-progress
+python experiments/rssm_openloop.py --data $CDATA --world $D/worlds/car-mdn \
+  --compare $D/worlds/car-rssm-gaussian --stoch --latents $D/worlds/car-mdn/.train/latents.safetensors
+# the fixed policies' real side once (the bundled world's dream beside it), then each world
+dreamgym diagnose --world carracing --seed 330000 --episodes 16 --workers 1 --no-teacher \
+  --out $D/diag-car-330k --json --no-progress
+for W in car-mdn car-rssm-gaussian; do
+  dreamgym diagnose --world $D/worlds/$W --seed 330000 --episodes 16 --workers 1 --real-from $D/diag-car-330k \
+    --data $CDATA --teacher-episodes 16 --out $D/diag-$W --json --no-progress
+  dreamgym controller --world $D/worlds/$W --generations 20 --popsize 32 --rollouts 16 --temperature 1.0 \
+    --threads 1 --seed 0 --out $D/runs/$W-ctrl --no-progress
+  dreamgym evaluate --world $D/worlds/$W --policy $D/runs/$W-ctrl --dream --episodes 256 --seed 300000 --json
+  dreamgym evaluate --world $D/worlds/$W --policy $D/runs/$W-ctrl --real --episodes 100 --seed 520000 \
+    --workers 1 --json --no-progress
+  # the panel: 3 and 10 generations (seed 1), 20 (the controller above) and 40 (it, resumed)
+  P=$D/runs/panel-$W; mkdir -p $P; cp -r $D/runs/$W-ctrl $P/g20-s0; cp -r $D/runs/$W-ctrl $P/g40-s0
+  dreamgym controller --world $D/worlds/$W --generations 40 --popsize 32 --rollouts 16 --temperature 1.0 \
+    --threads 1 --seed 0 --out $P/g40-s0 --no-progress
+  for g in 3 10; do
+    dreamgym controller --world $D/worlds/$W --generations $g --popsize 32 --rollouts 16 --temperature 1.0 \
+      --threads 1 --seed 1 --out $P/g$g-s1 --no-progress
+  done
+  dreamgym rank --world $D/worlds/$W --policies $P/g3-s1 $P/g10-s1 $P/g20-s0 $P/g40-s0 --episodes 16 \
+    --seed 540000 --dream-episodes 256 --workers 1 --out $D/rank-$W --json --no-progress
+done
+python benchmarks/memory_throughput.py --worlds $D/worlds/car-mdn $D/worlds/car-rssm-gaussian \
+  --num-envs 1024 --threads 1
