@@ -2,17 +2,17 @@
 
 Every frame of a real episode is encoded with V (z_t = V's mean), and M, whatever its family,
 reads the episode through the memory seam (`dreamgym.models.memory`): from its initial state it
-observes z_0, then at every step t it first imagines the step by the recorded a_t (the prior at
+observes z_0, then at every step t it first imagines the step by the recorded a_t (the prior:
 the reward and P(done) it predicts before it sees frame t + 1) and then observes the real
 z_{t+1} (the posterior), its state carried along the whole episode, as in training. For the
 MDN-RNN the prior's reward and done heads read the LSTM's h after (z_t, a_t), whatever z it
 draws: the numbers of one pass of its LSTM over the episode. The RSSM's heads read the imagined
 state [h', s'], so its prediction is their mean over PRIOR_DRAWS draws of s' from the prior at
 τ = 1 (a seeded Monte Carlo estimate of E[P(done)]; the prior's mean state alone seldom looks
-like a death, as a dream's draws do: it predicted 0.7 of 50 real deaths on TakeCover). Per episode, the predicted return is the
-sum of M's reward head and the predicted termination count the sum of its done probability (the
-done head's training weight undone, as the dream does), to compare with the real return and the
-real count (0 or 1). Both totals get the suite's check (the count with ±TERMINATION_SLACK in
+like a death, as a dream's draws do: it predicted 0.7 of 50 real deaths on TakeCover).
+Per episode, the predicted return is the sum of M's reward head and the predicted termination
+count the sum of its done probability (the done head's training weight undone, as the dream
+does), to compare with the real return and the real count (0 or 1). Both totals get the suite's check (the count with ±TERMINATION_SLACK in
 place of the absolute tolerance). Per step, the done probabilities against the real
 terminations give an AUC. In TakeCover the reward is +1 per step, so the return check is easy;
 the termination count is the informative one there.
