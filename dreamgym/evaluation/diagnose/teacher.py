@@ -12,9 +12,9 @@ state [h', s'], so its prediction is their mean over PRIOR_DRAWS draws of s' fro
 like a death, as a dream's draws do: it predicted 0.7 of 50 real deaths on TakeCover).
 Per episode, the predicted return is the sum of M's reward head and the predicted termination
 count the sum of its done probability (the done head's training weight undone, as the dream
-does), to compare with the real return and the real count (0 or 1). Both totals get the suite's check (the count with ±TERMINATION_SLACK in
-place of the absolute tolerance). Per step, the done probabilities against the real
-terminations give an AUC. In TakeCover the reward is +1 per step, so the return check is easy;
+does), to compare with the real return and the real count (0 or 1). Both totals get the
+suite's check (the count with ±TERMINATION_SLACK in place of the absolute tolerance). Per step,
+the done probabilities against the real terminations give an AUC. In TakeCover the reward is +1 per step, so the return check is easy;
 the termination count is the informative one there.
 
 Episodes are the held-out ones of `--data` datasets (the world's recorded `val_indices`), or
