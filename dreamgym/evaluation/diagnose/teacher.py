@@ -14,8 +14,8 @@ Per episode, the predicted return is the sum of M's reward head and the predicte
 count the sum of its done probability (the done head's training weight undone, as the dream
 does), to compare with the real return and the real count (0 or 1). Both totals get the
 suite's check (the count with ±TERMINATION_SLACK in place of the absolute tolerance). Per step,
-the done probabilities against the real terminations give an AUC. In TakeCover the reward is +1 per step, so the return check is easy;
-the termination count is the informative one there.
+the done probabilities against the real terminations give an AUC. In TakeCover the reward is
++1 per step, so the return check is easy; the termination count is the informative one there.
 
 Episodes are the held-out ones of `--data` datasets (the world's recorded `val_indices`), or
 fresh real episodes of the exploration policy the datasets are collected with (`collect`'s
