@@ -276,7 +276,7 @@ for W in car-mdn car-rssm-gaussian; do
     --threads 1 --seed 0 --out $D/runs/$W-ctrl --no-progress
   dreamgym evaluate --world $D/worlds/$W --policy $D/runs/$W-ctrl --dream --episodes 256 --seed 300000 --json
   dreamgym evaluate --world $D/worlds/$W --policy $D/runs/$W-ctrl --real --episodes 100 --seed 520000 \
-    --workers 1 --json --no-progress
+    --workers 1 --json --no-progress > $D/runs/$W-ctrl-real520k.json
   # the panel: 3 and 10 generations (seed 1), 20 (the controller above) and 40 (it, resumed)
   P=$D/runs/panel-$W; mkdir -p $P; cp -r $D/runs/$W-ctrl $P/g20-s0; cp -r $D/runs/$W-ctrl $P/g40-s0
   dreamgym controller --world $D/worlds/$W --generations 40 --popsize 32 --rollouts 16 --temperature 1.0 \
@@ -290,3 +290,19 @@ for W in car-mdn car-rssm-gaussian; do
 done
 python benchmarks/memory_throughput.py --worlds $D/worlds/car-mdn $D/worlds/car-rssm-gaussian \
   --num-envs 1024 --threads 1
+# 2026-12-04, the ensemble ablation (docs/ensemble-dreams.md): four more M's with car-mdn's recipe
+# (seeds 1-4), then car-mdn's panel dreamed with 1, 3 and 5 members, every penalty and halt read
+# off the same dreams; the real returns are the ones measured above (no episode is played).
+for s in 1 2 3 4; do
+  dreamgym train --data $CDATA --out $D/worlds/car-mdn-m$s --vae-from carracing --vae-epochs 0 \
+    --rnn-epochs 20 --mixture per_dim --rnn-sequences episodes --seq-len 100 --nll-reduction sum \
+    --mask-terminal-z --done-weight 10.0 --reward-weight 10.0 --temperature 1.0 --threads 1 \
+    --name car-mdn --seed $s --no-progress
+done
+P=$D/runs/panel-car-mdn
+python experiments/ensemble_ablation.py --world $D/worlds/car-mdn --members $D/worlds/car-mdn-m{1,2,3,4} \
+  --sizes 1,3,5 --real $D/rank-car-mdn/rank.json $D/runs/car-mdn-ctrl-real520k.json \
+  $D/diag-car-mdn/diagnose.json --policies $D/runs/car-mdn-ctrl $P/g3-s1 $P/g10-s1 $P/g40-s0 \
+  constant:0,0,0 constant:0,1,0 constant:0,0.5,0 constant:-1,1,0 constant:1,1,0 constant:0,0,1 random \
+  'alternate:-1,1,0/1,1,0@10' --shipped $D/runs/car-mdn-ctrl --data $CDATA --teacher-episodes 20 \
+  --dream-episodes 64 --seed 120000 --lambdas 1,3 --halts q99,q999 --json $D/ablation-car.json

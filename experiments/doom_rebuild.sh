@@ -193,3 +193,39 @@ for stoch in gaussian categorical; do
 done
 python benchmarks/memory_throughput.py --worlds doom_takecover $D/worlds/doom-rssm-gaussian \
   --num-envs 256,1024 --threads 1
+# 2026-12-04, the ensemble ablation (docs/ensemble-dreams.md): two more members (seeds 3 and 4, the
+# recipe of m1 and m2); the rank panel of docs/rank-panel.md rebuilt (CMA-ES 2-16 generations,
+# seeds 1-3) with the ensemble controllers in it, its real side on seeds 900000+; the shipped recipe
+# searched in the five-member dream with the halt at its 99th percentile of d on real data; then
+# the panel dreamed with 1, 3 and 5 members, every penalty and halt read off the same dreams.
+for s in 3 4; do
+  dreamgym train --data $DATA --vae-from doom_takecover --vae-epochs 0 --latent 64 --hidden 256 \
+    --rnn-epochs 12 --seq-len 100 --temperature 1.15 --threads 1 --no-progress --seed $s \
+    --out $D/worlds/doom-m$s --name doom_takecover
+  dreamgym calibrate --world $D/worlds/doom-m$s --data $DATA --temperature 0.1 --no-progress
+done
+M1234="$D/worlds/doom-m1 $D/worlds/doom-m2 $D/worlds/doom-m3 $D/worlds/doom-m4"
+for s in 1 2 3; do
+  prev=
+  for g in 2 4 8 16; do
+    d=$D/runs/panel/cma-g$g-s$s
+    [ -n "$prev" ] && [ ! -d "$d" ] && cp -r "$prev" "$d"
+    dreamgym controller --world doom_takecover --generations $g --popsize 32 --rollouts 8 --seed $s \
+      --out $d --threads 1 --no-progress
+    prev=$d
+  done
+done
+python experiments/ensemble_disagreement.py --world doom_takecover --members $M1234 --data $DATA \
+  --real-episodes 60 --dream-episodes 256 --seed 120000 --lambdas 0,1,3 --halts q99,q999 \
+  --policies bundled constant:0 constant:1 constant:2 random 'alternate:1,2@10' --json $D/ens-d-k5.json
+H5=$(python -c "import json; print(round(json.load(open('$D/ens-d-k5.json'))['real_d_quantiles']['q99'], 4))")
+dreamgym controller --world doom_takecover --members $M1234 --uncertainty-halt $H5 --generations 20 \
+  --popsize 32 --rollouts 16 --seed 0 --threads 1 --out $D/runs/ens5-halt --no-progress
+dreamgym evaluate --world doom_takecover --policy $D/runs/ens5-halt --real --episodes 100 --seed 170000 \
+  --workers 1 --json --no-progress
+dreamgym rank --world doom_takecover --policies bundled $D/runs/ens3-mix $D/runs/ens3-halt $D/runs/ens5-halt \
+  --panel-dir $D/runs/panel --fixed --episodes 32 --dream-episodes 64 --seed 900000 --workers 1 \
+  --out $D/rank/doom-ens --json --no-progress
+python experiments/ensemble_ablation.py --world doom_takecover --members $M1234 --sizes 1,3,5 \
+  --real $D/rank/doom-ens/rank.json --shipped bundled --data $DATA --teacher-episodes 60 \
+  --dream-episodes 64 --seed 120000 --lambdas 1,3 --halts q99,q999 --json $D/ablation-doom.json

@@ -87,7 +87,8 @@ def dream_traces(
         step = env.step_tensors(torch.as_tensor(np.asarray(policy.act(obs.numpy()))))
         alives.append(alive.clone())
         rewards.append(torch.where(alive, step.reward, 0.0))
-        spreads.append(torch.where(alive, env.last_disagreement, 0.0))
+        d = env.last_disagreement  # None in a world's own dream (no members): d = 0
+        spreads.append(torch.where(alive, 0.0 if d is None else d, 0.0))
         alive &= ~step.done
         obs = step.obs
         if not bool(alive.any()):
