@@ -229,3 +229,16 @@ dreamgym rank --world doom_takecover --policies bundled $D/runs/ens3-mix $D/runs
 python experiments/ensemble_ablation.py --world doom_takecover --members $M1234 --sizes 1,3,5 \
   --real $D/rank/doom-ens/rank.json --shipped bundled --data $DATA --teacher-episodes 60 \
   --dream-episodes 64 --seed 120000 --lambdas 1,3 --halts q99,q999 --json $D/ablation-doom.json
+# 2026-12-04, PPO trained only in the dream (SB3 defaults, zh, 64 dreams per batch): in the world alone
+# (300k steps with seeds 1 and 2, 1M with seed 1) and in the three-member dream with the halt; 50 real
+# episodes each on seeds 170000+, the first 50 of the shipped controller's.
+for run in "ppo-300k-s1 300000 1" "ppo-300k-s2 300000 2" "ppo-1m-s1 1000000 1"; do
+  set -- $run
+  dreamgym sb3 --world doom_takecover --algo ppo --steps $2 --num-envs 64 --seed $3 --out $D/runs/$1
+  dreamgym evaluate --world doom_takecover --policy $D/runs/$1.zip --real --episodes 50 --seed 170000 \
+    --workers 1 --json --no-progress
+done
+dreamgym sb3 --world doom_takecover --algo ppo --steps 300000 --num-envs 64 --seed 1 --members $M12 \
+  --uncertainty-halt 0.1403 --out $D/runs/ppo-300k-s1-ens3-halt
+dreamgym evaluate --world doom_takecover --policy $D/runs/ppo-300k-s1-ens3-halt.zip --real --episodes 50 \
+  --seed 170000 --workers 1 --json --no-progress
