@@ -152,12 +152,14 @@ dreamgym evaluate --world $D/worlds/doom-s13-ss0.5 --policy $D/runs/doom-s13-ss0
 # episodes and in the dreams of the shipped controller and the fixed policies; controllers
 # searched in the ensemble dream (the shipped recipe), without and with MOReL's halt at the 99th
 # percentile of d on real data (0.1403 for three members).
-for s in 1 2; do
+member() {  # an ensemble member with seed $1: M on this V and data, calibrated at τ 0.1
   dreamgym train --data $DATA --vae-from doom_takecover --vae-epochs 0 --latent 64 --hidden 256 \
-    --rnn-epochs 12 --seq-len 100 --temperature 1.15 --threads 1 --no-progress --seed $s \
-    --out $D/worlds/doom-m$s --name doom_takecover
-  dreamgym calibrate --world $D/worlds/doom-m$s --data $DATA --temperature 0.1 --no-progress
-done
+    --rnn-epochs 12 --seq-len 100 --temperature 1.15 --threads 1 --no-progress --seed $1 \
+    --out $D/worlds/doom-m$1 --name doom_takecover
+  dreamgym calibrate --world $D/worlds/doom-m$1 --data $DATA --temperature 0.1 --no-progress
+}
+member 1
+member 2
 M12="$D/worlds/doom-m1 $D/worlds/doom-m2"
 for m in "$D/worlds/doom-m1" "$M12"; do
   python experiments/ensemble_disagreement.py --world doom_takecover --members $m --data $DATA \
@@ -198,12 +200,8 @@ python benchmarks/memory_throughput.py --worlds doom_takecover $D/worlds/doom-rs
 # seeds 1-3) with the ensemble controllers in it, its real side on seeds 900000+; the shipped recipe
 # searched in the five-member dream with the halt at its 99th percentile of d on real data; then
 # the panel dreamed with 1, 3 and 5 members, every penalty and halt read off the same dreams.
-for s in 3 4; do
-  dreamgym train --data $DATA --vae-from doom_takecover --vae-epochs 0 --latent 64 --hidden 256 \
-    --rnn-epochs 12 --seq-len 100 --temperature 1.15 --threads 1 --no-progress --seed $s \
-    --out $D/worlds/doom-m$s --name doom_takecover
-  dreamgym calibrate --world $D/worlds/doom-m$s --data $DATA --temperature 0.1 --no-progress
-done
+member 3
+member 4
 M1234="$D/worlds/doom-m1 $D/worlds/doom-m2 $D/worlds/doom-m3 $D/worlds/doom-m4"
 for s in 1 2 3; do
   prev=
